@@ -1,0 +1,36 @@
+/*
+ * credential.h — finding the bearer credential in a request (pure).
+ *
+ * Precedence (SPEC §2): Authorization: Bearer, then the session cookie,
+ * then the access_token query parameter. A token is 1..4096 visible ASCII
+ * bytes; anything else is malformed and never reaches the database. The
+ * token itself is hashed at once and never stored or logged.
+ */
+#ifndef HERALD_CREDENTIAL_H
+#define HERALD_CREDENTIAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "compiler.h"
+#include "crypto.h"
+
+#define CREDENTIAL_MAX_TOKEN 4096
+
+enum credential_source { CREDENTIAL_NONE, CREDENTIAL_BEARER, CREDENTIAL_COOKIE, CREDENTIAL_QUERY };
+
+struct credential {
+	enum credential_source source;
+	bool malformed;
+	unsigned char hash[CRYPTO_SHA256_LEN];
+};
+
+/* Inputs are the raw header values (NULL when absent). authorization_count
+ * above 1 is a syntax error the caller reports; here the first is used. */
+void credential_extract(struct credential *c, const char *authorization,
+                        const char *cookie_header, const char *cookie_name,
+                        const char *query_token);
+/* Finds cookie name in a Cookie header; *val points into header. */
+bool credential_cookie(const char *header, const char *name, const char **val, size_t *len);
+const char *credential_source_name(enum credential_source s);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * crypto.h — randomness, SHA-256 and constant-time comparison (the only
+ * GnuTLS includer besides the TLS setup in http.c).
+ */
+#ifndef HERALD_CRYPTO_H
+#define HERALD_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "compiler.h"
+
+#define CRYPTO_SHA256_LEN 32
+
+bool crypto_random(void *out, size_t n) HERALD_MUSTCHECK;
+void crypto_sha256(const void *data, size_t n, unsigned char out[CRYPTO_SHA256_LEN]);
+bool crypto_equal(const void *a, const void *b, size_t n);
+/* Lowercase hex of n bytes into out (2n + 1 bytes). */
+void crypto_hex(const unsigned char *in, size_t n, char *out);
+
+#endif

@@ -1,0 +1,569 @@
+/*
+ * http.c — the libmicrohttpd daemon and the routes of SPEC §2.
+ *
+ * Shape (DESIGN §1-2): an epoll thread pool with suspend/resume. A request
+ * that needs the database is suspended before its job is queued and
+ * resumed by the worker when the reply is ready, so these threads never
+ * wait on PostgreSQL. The raw request target is captured by the URI log
+ * callback and parsed by target.c, because libmicrohttpd decodes paths
+ * before routing. A stream's body is produced by stream_read(), which
+ * suspends the connection when nothing is queued.
+ * This is the only libmicrohttpd includer.
+ */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "embedded.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "db.h"
+#include "publish.h"
+#include "registry.h"
+#include "reply.h"
+#include "session.h"
+#include "subscribe.h"
+#include "target.h"
+#include "util/buf.h"
+#include "util/xmalloc.h"
+
+#define STREAM_BLOCK_SIZE 4096
+#define CONNECTION_MEMORY 16384
+#define IDLE_TIMEOUT_S 60
+
+enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_STREAM, ROUTE_PUBLISH,
+             ROUTE_ME, ROUTE_DEMO };
+
+enum phase { PHASE_NEW, PHASE_BODY, PHASE_WAITING, PHASE_READY };
+
+struct request {
+	struct MHD_Connection *conn;
+	char *raw_target;
+	enum phase phase;
+	enum route route;
+	struct target target;
+	bool target_ok;
+	struct reply reply;
+	union {
+		struct subscribe_job sub;
+		struct publish_job pub;
+		struct me_job {
+			struct db_job job;
+			struct credential cred;
+			struct reply reply;
+		} me;
+	} u;
+	struct stream *stream; /* one reference while the connection lives */
+};
+
+static const struct herald_config *cfg;
+static struct MHD_Daemon *daemon_handle;
+static atomic_uint inflight;
+static atomic_bool draining;
+
+/* ---- stream io ---------------------------------------------------------- */
+
+static void io_suspend(void *conn)
+{
+	MHD_suspend_connection(conn);
+}
+
+static void io_resume(void *conn)
+{
+	MHD_resume_connection(conn);
+}
+
+static const struct stream_io stream_io = {io_suspend, io_resume};
+
+/* ---- responses ---------------------------------------------------------- */
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct reply *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		r->body.len, r->body.data ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+	if (r->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (r->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->retry_after) {
+		char v[16];
+		snprintf(v, sizeof(v), "%u", r->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+	}
+	enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result queue_problem(struct MHD_Connection *conn, enum problem p,
+                                     const char *detail, const char *allow)
+{
+	struct reply r = {0};
+	reply_problem(&r, p, detail);
+	r.allow = allow;
+	enum MHD_Result ret = queue_reply(conn, &r);
+	reply_free(&r);
+	return ret;
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, const char *json)
+{
+	struct reply r = {0};
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, json);
+	reply_json(&r, status, &b);
+	enum MHD_Result ret = queue_reply(conn, &r);
+	reply_free(&r);
+	return ret;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	ssize_t n = stream_read(cls, buf, max);
+	if (n == STREAM_READ_END)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n == STREAM_READ_ERROR)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return n;
+}
+
+static void stream_reader_free(void *cls)
+{
+	stream_unref(cls);
+}
+
+static enum MHD_Result queue_stream(struct request *req)
+{
+	struct stream *s = req->u.sub.stream;
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	if (ret != MHD_YES)
+		return ret;
+
+	req->stream = stream_ref(s);
+	registry_lock();
+	registry_track(s);
+	registry_unlock();
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci)
+		hub_watch(s->id, ci->connect_fd);
+	hub_register(s);
+	return MHD_YES;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static bool seg_is(const struct target *t, size_t i, const char *s)
+{
+	return i < t->nseg && strcmp(t->seg[i], s) == 0;
+}
+
+/* Route by path; *allow names the methods of a known path. */
+static enum route route_of(const struct target *t, const char **allow)
+{
+	*allow = "GET";
+	if (t->trailing_slash && t->nseg > 0)
+		return ROUTE_NONE;
+	if (t->nseg == 0)
+		return cfg->demo ? ROUTE_DEMO : ROUTE_NONE;
+	if (t->nseg == 1 && seg_is(t, 0, "healthz"))
+		return ROUTE_HEALTHZ;
+	if (t->nseg == 1 && seg_is(t, 0, "readyz"))
+		return ROUTE_READYZ;
+	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "stream"))
+		return ROUTE_STREAM;
+	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "me"))
+		return ROUTE_ME;
+	if (t->nseg == 4 && seg_is(t, 0, "v1") && seg_is(t, 1, "channels") && seg_is(t, 3, "events")) {
+		*allow = "POST";
+		return ROUTE_PUBLISH;
+	}
+	return ROUTE_NONE;
+}
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+		(*(unsigned *)cls)++;
+	return MHD_YES;
+}
+
+static void read_credential(struct request *req, struct credential *c)
+{
+	const char *q = cfg->token_query_param ? target_param(&req->target, "access_token") : NULL;
+	credential_extract(c, header(req->conn, MHD_HTTP_HEADER_AUTHORIZATION),
+	                   header(req->conn, MHD_HTTP_HEADER_COOKIE), cfg->cookie_name, q);
+}
+
+static const char *scope_hint(struct request *req, const char *hdr, const char *param)
+{
+	const char *v = header(req->conn, hdr);
+	return v ? v : target_param(&req->target, param);
+}
+
+static char *opt_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* A worker finished: the reply (or stream) is ready. */
+static void job_done(struct request *req)
+{
+	req->phase = PHASE_READY;
+	atomic_fetch_sub(&inflight, 1);
+	MHD_resume_connection(req->conn);
+}
+
+static void subscribe_done(struct subscribe_job *sj)
+{
+	job_done(sj->ctx);
+}
+
+static void publish_done(struct publish_job *pj)
+{
+	job_done(pj->ctx);
+}
+
+static void me_run(struct db_job *job, PGconn *conn)
+{
+	struct me_job *mj = (struct me_job *)job;
+	struct request *req = (struct request *)((char *)mj - offsetof(struct request, u));
+	struct identity id;
+	enum session_status st = session_lookup(conn, &mj->cred, NULL, NULL, 0, &id, NULL);
+	if (st != SESSION_OK) {
+		session_reject(st, &mj->reply);
+	} else {
+		struct buf b = BUF_INIT;
+		buf_printf(&b, "{\"session_id\":%lld,\"kind\":\"%s\",\"user_id\":",
+		           (long long)id.session_id, id.service ? "service" : "user");
+		buf_append_json_str(&b, id.user_id, strlen(id.user_id));
+		buf_append_str(&b, ",\"tenant_id\":");
+		buf_append_json_str(&b, id.tenant_id, strlen(id.tenant_id));
+		buf_append_str(&b, ",\"org_id\":");
+		if (id.org_id)
+			buf_append_json_str(&b, id.org_id, strlen(id.org_id));
+		else
+			buf_append_str(&b, "null");
+		buf_append_str(&b, ",\"expires_at\":");
+		buf_append_json_str(&b, id.expires_at, strlen(id.expires_at));
+		buf_append_char(&b, '}');
+		reply_json(&mj->reply, 200, &b);
+	}
+	identity_free(&id);
+	job_done(req);
+}
+
+/* Suspends first, so the worker's resume can never come too early. */
+static void start_job(struct request *req, struct db_job *job)
+{
+	req->phase = PHASE_WAITING;
+	atomic_fetch_add(&inflight, 1);
+	MHD_suspend_connection(req->conn);
+	db_submit(job);
+}
+
+static enum MHD_Result answer_ready(struct request *req)
+{
+	switch (req->route) {
+	case ROUTE_STREAM:
+		if (req->u.sub.reply.status)
+			return queue_reply(req->conn, &req->u.sub.reply);
+		return queue_stream(req);
+	case ROUTE_PUBLISH:
+		return queue_reply(req->conn, &req->u.pub.reply);
+	case ROUTE_ME:
+		return queue_reply(req->conn, &req->u.me.reply);
+	default:
+		return MHD_NO;
+	}
+}
+
+static enum MHD_Result begin_stream(struct request *req)
+{
+	struct subscribe_job *sj = &req->u.sub;
+	unsigned auth = 0;
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &auth);
+	subscribe_init(sj, cfg, &req->target, header(req->conn, "Last-Event-ID"));
+	if (auth > 1 && !sj->syntax_error)
+		sj->syntax_error = xstrdup("several Authorization headers");
+	read_credential(req, &sj->cred);
+	sj->io = &stream_io;
+	sj->conn = req->conn;
+	sj->done = subscribe_done;
+	sj->ctx = req;
+	free(sj->tenant_hint);
+	free(sj->org_hint);
+	sj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));
+	sj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
+	if (sj->cred.source == CREDENTIAL_NONE || sj->cred.malformed) {
+		/* No database trip for a request that cannot authenticate. */
+		log_msg(LOG_INFO, "stream rejected", "reason",
+		        sj->cred.malformed ? "malformed" : "missing", NULL);
+		return queue_problem(req->conn, PROBLEM_UNAUTHENTICATED,
+		                     "a valid session token is required", NULL);
+	}
+	subscribe_prepare(sj);
+	start_job(req, &sj->job);
+	return MHD_YES;
+}
+
+static void begin_publish(struct request *req)
+{
+	struct publish_job *pj = &req->u.pub;
+	pj->cfg = cfg;
+	pj->channel = xstrdup(req->target.seg[2]);
+	read_credential(req, &pj->cred);
+	pj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));
+	pj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
+	pj->content_type = opt_dup(header(req->conn, MHD_HTTP_HEADER_CONTENT_TYPE));
+	pj->done = publish_done;
+	pj->ctx = req;
+}
+
+static enum MHD_Result handle_plain(struct request *req)
+{
+	switch (req->route) {
+	case ROUTE_HEALTHZ:
+		return queue_json(req->conn, 200, "{\"status\":\"ok\"}");
+	case ROUTE_READYZ:
+		if (!atomic_load(&draining) && hub_ready() && db_ready())
+			return queue_json(req->conn, 200, "{\"status\":\"ready\"}");
+		return queue_problem(req->conn, atomic_load(&draining) ? PROBLEM_DRAINING
+		                                                       : PROBLEM_UNAVAILABLE,
+		                     "the database or the LISTEN connection is down", NULL);
+	case ROUTE_DEMO: {
+		const struct embedded_file *page = embedded_find("src/demo/index.html");
+		struct MHD_Response *resp = MHD_create_response_from_buffer(
+			page->len, (void *)page->data, MHD_RESPMEM_PERSISTENT);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+		enum MHD_Result ret = MHD_queue_response(req->conn, 200, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
+	case ROUTE_ME:
+		read_credential(req, &req->u.me.cred);
+		if (req->u.me.cred.source == CREDENTIAL_NONE || req->u.me.cred.malformed)
+			return queue_problem(req->conn, PROBLEM_UNAUTHENTICATED,
+			                     "a valid session token is required", NULL);
+		req->u.me.job.run = me_run;
+		start_job(req, &req->u.me.job);
+		return MHD_YES;
+	case ROUTE_STREAM:
+		return begin_stream(req);
+	default:
+		return MHD_NO;
+	}
+}
+
+static enum MHD_Result first_call(struct request *req, const char *method)
+{
+	if (!req->raw_target)
+		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST, "no request target", NULL);
+	enum target_result tr = target_parse(req->raw_target, strlen(req->raw_target), &req->target);
+	if (tr != TARGET_OK)
+		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST,
+		                     "malformed request target", NULL);
+	req->target_ok = true;
+	const char *allow;
+	req->route = route_of(&req->target, &allow);
+	if (req->route == ROUTE_NONE)
+		return queue_problem(req->conn, PROBLEM_NOT_FOUND, "no such resource", NULL);
+	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool ok = req->route == ROUTE_PUBLISH ? strcmp(method, "POST") == 0 : is_get;
+	if (!ok)
+		return queue_problem(req->conn, PROBLEM_METHOD_NOT_ALLOWED,
+		                     "method not allowed on this resource", allow);
+	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
+		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+	if (req->route == ROUTE_PUBLISH) {
+		begin_publish(req);
+		req->phase = PHASE_BODY;
+		return MHD_YES;
+	}
+	return handle_plain(req);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_size,
+                                      void **con_cls)
+{
+	struct request *req = *con_cls;
+	(void)cls;
+	(void)url;
+	(void)version;
+	if (!req)
+		return MHD_NO;
+	req->conn = conn;
+	switch (req->phase) {
+	case PHASE_NEW:
+		return first_call(req, method);
+	case PHASE_BODY:
+		if (*upload_size) {
+			struct publish_job *pj = &req->u.pub;
+			if ((int64_t)(pj->body.len + *upload_size) > cfg->max_event_bytes)
+				pj->body_too_large = true;
+			else
+				buf_append(&pj->body, upload_data, *upload_size);
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if (req->u.pub.cred.source == CREDENTIAL_NONE || req->u.pub.cred.malformed) {
+			log_msg(LOG_INFO, "publish rejected", "reason",
+			        req->u.pub.cred.malformed ? "malformed" : "missing", NULL);
+			return queue_problem(conn, PROBLEM_UNAUTHENTICATED,
+			                     "a valid session token is required", NULL);
+		}
+		publish_prepare(&req->u.pub);
+		start_job(req, &req->u.pub.job);
+		return MHD_YES;
+	case PHASE_WAITING:
+		return MHD_YES; /* not reached: suspended */
+	case PHASE_READY:
+		return answer_ready(req);
+	}
+	return MHD_NO;
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)cls;
+	struct request *req = xcalloc(1, sizeof(*req));
+	req->conn = conn;
+	req->raw_target = uri ? xstrdup(uri) : NULL;
+	return req;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+	struct request *req = *con_cls;
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!req)
+		return;
+	if (req->stream) {
+		registry_lock();
+		registry_remove(req->stream);
+		registry_unlock();
+		stream_unref(req->stream);
+	}
+	if (req->route == ROUTE_STREAM)
+		subscribe_free(&req->u.sub);
+	else if (req->route == ROUTE_PUBLISH)
+		publish_free(&req->u.pub);
+	else if (req->route == ROUTE_ME)
+		reply_free(&req->u.me.reply);
+	if (req->target_ok)
+		target_free(&req->target);
+	free(req->raw_target);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	size_t n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_msg(LOG_WARN, "http", "detail", line, NULL);
+}
+
+bool http_start(const struct herald_config *config)
+{
+	char *host;
+	unsigned port;
+	cfg = config;
+	if (!config_split_listen(cfg->listen, &host, &port))
+		return false;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		flags |= MHD_USE_IPv6;
+	} else if (strcmp(host, "localhost") == 0) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else {
+		log_msg(LOG_ERROR, "listen address must be numeric", "listen", cfg->listen, NULL);
+		free(host);
+		return false;
+	}
+	free(host);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	daemon_handle = MHD_start_daemon(
+		flags, (uint16_t)port, NULL, NULL, access_handler, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cores > 0 ? cores : 1),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_END);
+	if (!daemon_handle) {
+		log_msg(LOG_ERROR, "cannot listen", "listen", cfg->listen, NULL);
+		return false;
+	}
+	return true;
+}
+
+void http_quiesce(void)
+{
+	atomic_store(&draining, true);
+	MHD_socket fd = MHD_quiesce_daemon(daemon_handle);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+unsigned http_inflight(void)
+{
+	return atomic_load(&inflight);
+}
+
+void http_stop(void)
+{
+	if (daemon_handle)
+		MHD_stop_daemon(daemon_handle);
+	daemon_handle = NULL;
+}

@@ -1,0 +1,20 @@
+/*
+ * http.h — the HTTP front: the libmicrohttpd daemon, routing, and turning
+ * prepared replies and streams into responses.
+ */
+#ifndef HERALD_HTTP_H
+#define HERALD_HTTP_H
+
+#include <stdbool.h>
+#include "compiler.h"
+#include "config.h"
+
+bool http_start(const struct herald_config *cfg) HERALD_MUSTCHECK;
+/* Stops accepting new connections; requests on open ones get 503 draining. */
+void http_quiesce(void);
+/* Requests waiting on a database worker. */
+unsigned http_inflight(void);
+/* Stops the daemon: every stream must have been closed and resumed. */
+void http_stop(void);
+
+#endif

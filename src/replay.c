@@ -1,0 +1,152 @@
+/*
+ * replay.c — cursor checks and catch-up from herald.events (see replay.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cursor.h"
+#include "db.h"
+#include "log.h"
+#include "registry.h"
+#include "replay.h"
+#include "util/xmalloc.h"
+
+#define REPLAY_PAGE 1000
+
+enum replay_plan_result replay_plan(const char *cursor, const char *epoch, const char *digest,
+                                    const int64_t *heads, const int64_t *trimmed,
+                                    size_t n, int64_t *start)
+{
+	struct cursor c;
+	enum replay_plan_result r = REPLAY_FROM_CURSOR;
+
+	if (!cursor) {
+		r = REPLAY_FROM_HEAD;
+	} else if (!cursor_parse(cursor, strlen(cursor), &c)) {
+		r = REPLAY_RESET_MALFORMED;
+	} else if (strcmp(c.epoch, epoch) != 0 || strcmp(c.digest, digest) != 0 || c.nseq != n) {
+		r = REPLAY_RESET_UNKNOWN;
+	} else {
+		for (size_t i = 0; i < n && r == REPLAY_FROM_CURSOR; i++) {
+			if (c.seq[i] > heads[i])
+				r = REPLAY_RESET_UNKNOWN;
+			else if (c.seq[i] < trimmed[i])
+				r = REPLAY_RESET_TRIMMED;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		start[i] = r == REPLAY_FROM_CURSOR ? c.seq[i] : heads[i];
+	return r;
+}
+
+const char *replay_plan_reason(enum replay_plan_result r)
+{
+	switch (r) {
+	case REPLAY_RESET_MALFORMED: return "malformed cursor";
+	case REPLAY_RESET_UNKNOWN: return "unknown cursor";
+	case REPLAY_RESET_TRIMMED: return "cursor older than retention";
+	case REPLAY_FROM_HEAD:
+	case REPLAY_FROM_CURSOR: break;
+	}
+	return NULL;
+}
+
+struct message *replay_event_message(const char *epoch, const char *digest,
+                                     const char *channel, int64_t seq, const char *type,
+                                     const char *data, size_t dlen, const char *published_at)
+{
+	struct buf id = BUF_INIT;
+	cursor_format(&id, epoch, digest, &seq, 1);
+	struct message *m = message_new_event(id.data, channel, type, data, dlen, published_at, seq);
+	buf_free(&id);
+	return m;
+}
+
+struct replay_job {
+	struct db_job job;
+	struct stream *s;
+};
+
+static const char page_sql[] =
+	"SELECT c.i, " REPLAY_EVENT_COLUMNS
+	" FROM unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS c(ch, after, i)"
+	" JOIN herald.events e ON e.tenant_id = $1 AND e.org_id = $2"
+	"  AND e.channel = c.ch AND e.seq > c.after"
+	" ORDER BY e.id LIMIT 1000";
+
+/* Reads every event after pos[] into items; false if the query failed. */
+static bool read_log(PGconn *conn, struct stream *s, int64_t *pos,
+                     struct stream_item **items, size_t *nitems)
+{
+	const char *names[CURSOR_MAX_CHANNELS];
+	char digests[CURSOR_MAX_CHANNELS][CURSOR_DIGEST_LEN + 1];
+	size_t cap = 0;
+
+	for (size_t i = 0; i < s->nch; i++) {
+		names[i] = s->ch[i].name;
+		registry_digest(s->tenant_id, s->org_id, &names[i], 1, digests[i]);
+	}
+	for (;;) {
+		struct buf chs = BUF_INIT, after = BUF_INIT;
+		db_append_text_array(&chs, names, s->nch);
+		db_append_int8_array(&after, pos, s->nch);
+		const char *values[4] = {s->tenant_id, s->org_id, chs.data, after.data};
+		PGresult *r = PQexecParams(conn, page_sql, 4, NULL, values, NULL, NULL, 0);
+		buf_free(&chs);
+		buf_free(&after);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			log_msg(LOG_ERROR, "replay query failed", "error", PQresultErrorMessage(r), NULL);
+			PQclear(r);
+			return false;
+		}
+		int rows = PQntuples(r);
+		for (int row = 0; row < rows; row++) {
+			size_t ch = (size_t)strtoul(PQgetvalue(r, row, 0), NULL, 10) - 1;
+			int64_t seq = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+			if (*nitems == cap) {
+				cap = cap ? cap * 2 : 64;
+				*items = xrealloc(*items, cap * sizeof(**items));
+			}
+			(*items)[(*nitems)++] = (struct stream_item){
+				replay_event_message(s->epoch, digests[ch], names[ch], seq,
+				                     PQgetvalue(r, row, 2), PQgetvalue(r, row, 3),
+				                     (size_t)PQgetlength(r, row, 3), PQgetvalue(r, row, 4)),
+				(unsigned)ch};
+			pos[ch] = seq;
+		}
+		PQclear(r);
+		if (rows < REPLAY_PAGE)
+			return true;
+	}
+}
+
+static void replay_run(struct db_job *job, PGconn *conn)
+{
+	struct replay_job *rj = (struct replay_job *)job;
+	struct stream *s = rj->s;
+	int64_t pos[CURSOR_MAX_CHANNELS];
+	struct stream_item *items = NULL;
+	size_t n = 0;
+
+	stream_positions(s, pos);
+	if (conn && read_log(conn, s, pos, &items, &n)) {
+		stream_replay_done(s, items, n);
+	} else {
+		/* The client reconnects with its cursor and tries again. */
+		for (size_t i = 0; i < n; i++)
+			message_unref(items[i].msg);
+		if (stream_close(s, NULL) == STREAM_DELIVER_WAKE)
+			stream_resume(s);
+	}
+	free(items);
+	stream_unref(s);
+	free(rj);
+}
+
+void replay_start(struct stream *s)
+{
+	struct replay_job *rj = xcalloc(1, sizeof(*rj));
+	rj->job.run = replay_run;
+	rj->s = stream_ref(s);
+	db_submit(&rj->job);
+}

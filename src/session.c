@@ -1,0 +1,155 @@
+/*
+ * session.c — the session query (see session.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "reply.h"
+#include "log.h"
+#include "session.h"
+#include <stdio.h>
+#include "util/buf.h"
+#include "util/xmalloc.h"
+
+static const char lookup_sql[] =
+	"SELECT r.session_id, r.kind, r.user_id, r.tenant_id, r.org_id, r.features::text,"
+	" to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+	" r.revoked_at IS NOT NULL, r.expires_at <= now(),"
+	" (SELECT m.epoch FROM herald.meta m),"
+	" CASE WHEN cardinality($2::text[]) > 0 THEN array_to_string(ARRAY("
+	"   SELECT coalesce(h.seq, 0) || ':' || coalesce(h.trimmed_seq, 0)"
+	"   FROM unnest($2::text[]) WITH ORDINALITY AS c(ch, i)"
+	"   LEFT JOIN herald.channel_heads h ON h.tenant_id = r.tenant_id"
+	"    AND h.org_id = coalesce(r.org_id, $3) AND h.channel = c.ch"
+	"   ORDER BY c.i), ',') END"
+	" FROM herald.resolve_session($1) AS r LIMIT 1";
+
+void identity_free(struct identity *id)
+{
+	free(id->user_id);
+	free(id->tenant_id);
+	free(id->org_id);
+	free(id->features);
+	free(id->expires_at);
+	memset(id, 0, sizeof(*id));
+}
+
+const char *session_status_name(enum session_status s)
+{
+	switch (s) {
+	case SESSION_OK: return "ok";
+	case SESSION_MISSING: return "missing";
+	case SESSION_MALFORMED: return "malformed";
+	case SESSION_UNKNOWN: return "unknown";
+	case SESSION_EXPIRED: return "expired";
+	case SESSION_REVOKED: return "revoked";
+	case SESSION_UNAVAILABLE: return "unavailable";
+	}
+	return "?";
+}
+
+static char *opt_value(PGresult *r, int col)
+{
+	return PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
+}
+
+static bool parse_heads(const char *s, size_t nch, struct session_heads *h)
+{
+	char *end;
+	for (size_t i = 0; i < nch; i++) {
+		h->seq[i] = strtoll(s, &end, 10);
+		if (*end != ':')
+			return false;
+		h->trimmed[i] = strtoll(end + 1, &end, 10);
+		if (*end != (i + 1 < nch ? ',' : '\0'))
+			return false;
+		s = end + 1;
+	}
+	return true;
+}
+
+enum session_status session_lookup(PGconn *conn, const struct credential *c,
+                                   const char *org_hint, char *const *channels,
+                                   size_t nch, struct identity *id,
+                                   struct session_heads *heads)
+{
+	memset(id, 0, sizeof(*id));
+	if (c->source == CREDENTIAL_NONE)
+		return SESSION_MISSING;
+	if (c->malformed)
+		return SESSION_MALFORMED;
+	if (!conn)
+		return SESSION_UNAVAILABLE;
+
+	struct buf arr = BUF_INIT;
+	db_append_text_array(&arr, (const char *const *)channels, nch);
+	const char *values[3] = {(const char *)c->hash, arr.data, org_hint};
+	int lengths[3] = {CRYPTO_SHA256_LEN, 0, 0};
+	int formats[3] = {1, 0, 0};
+	PGresult *r = PQexecParams(conn, lookup_sql, 3, NULL, values, lengths, formats, 0);
+	buf_free(&arr);
+
+	enum session_status st;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		log_msg(LOG_ERROR, "session lookup failed", "error", PQresultErrorMessage(r), NULL);
+		st = SESSION_UNAVAILABLE;
+	} else if (PQntuples(r) == 0) {
+		st = SESSION_UNKNOWN;
+	} else if (strcmp(PQgetvalue(r, 0, 7), "t") == 0) {
+		st = SESSION_REVOKED;
+	} else if (strcmp(PQgetvalue(r, 0, 8), "t") == 0) {
+		st = SESSION_EXPIRED;
+	} else {
+		st = SESSION_OK;
+		id->session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		id->service = strcmp(PQgetvalue(r, 0, 1), "service") == 0;
+		id->user_id = xstrdup(PQgetvalue(r, 0, 2));
+		id->tenant_id = xstrdup(PQgetvalue(r, 0, 3));
+		id->org_id = opt_value(r, 4);
+		id->features = opt_value(r, 5);
+		id->expires_at = xstrdup(PQgetvalue(r, 0, 6));
+		if (heads) {
+			snprintf(heads->epoch, sizeof(heads->epoch), "%s", PQgetvalue(r, 0, 9));
+			if (nch && !parse_heads(PQgetvalue(r, 0, 10), nch, heads)) {
+				log_msg(LOG_ERROR, "unexpected channel heads", NULL);
+				identity_free(id);
+				st = SESSION_UNAVAILABLE;
+			}
+		}
+	}
+	PQclear(r);
+	return st;
+}
+
+bool session_scope(const struct identity *id, const char *tenant_hint,
+                   const char *org_hint, const char **org, struct reply *r)
+{
+	if (tenant_hint && strcmp(tenant_hint, id->tenant_id) != 0) {
+		reply_problem(r, PROBLEM_SCOPE_VIOLATION, "the tenant named is not the session's tenant");
+		return false;
+	}
+	if (id->org_id) {
+		if (org_hint && strcmp(org_hint, id->org_id) != 0) {
+			reply_problem(r, PROBLEM_SCOPE_VIOLATION, "the org named is not the session's org");
+			return false;
+		}
+		*org = id->org_id;
+		return true;
+	}
+	if (!org_hint || !*org_hint) {
+		reply_problem(r, PROBLEM_INVALID_REQUEST,
+		              "a tenant-wide session must name the org (Herald-Org header or org parameter)");
+		return false;
+	}
+	*org = org_hint;
+	return true;
+}
+
+void session_reject(enum session_status st, struct reply *r)
+{
+	if (st == SESSION_UNAVAILABLE)
+		reply_problem(r, PROBLEM_UNAVAILABLE, "the database is unavailable");
+	else /* one body for every reason: the log and audit say which */
+		reply_problem(r, PROBLEM_UNAUTHENTICATED, "a valid session token is required");
+}

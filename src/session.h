@@ -1,0 +1,63 @@
+/*
+ * session.h — resolving a credential to the identity bound to a request.
+ *
+ * Owns the one session query: herald.resolve_session() (the only lookup
+ * the server makes), judged against the database clock, plus, for stream
+ * opens, the channel heads in the same round trip. The identity is
+ * resolved once and is immutable afterwards (SPEC §5.1).
+ */
+#ifndef HERALD_SESSION_H
+#define HERALD_SESSION_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "compiler.h"
+#include "credential.h"
+
+enum session_status {
+	SESSION_OK,
+	SESSION_MISSING,   /* no credential */
+	SESSION_MALFORMED, /* not a well-formed token */
+	SESSION_UNKNOWN,   /* no such session */
+	SESSION_EXPIRED,
+	SESSION_REVOKED,
+	SESSION_UNAVAILABLE, /* database unreachable or the query failed */
+};
+
+struct identity {
+	int64_t session_id;
+	bool service;
+	char *user_id, *tenant_id;
+	char *org_id;     /* NULL for a tenant-wide service session */
+	char *features;   /* PostgreSQL text[] literal, NULL = no list */
+	char *expires_at; /* RFC 3339 UTC */
+};
+
+/* Heads of the channels asked for, in the caller's order. */
+struct session_heads {
+	char epoch[9];
+	int64_t *seq, *trimmed; /* n each, owned by the caller */
+};
+
+void identity_free(struct identity *id);
+const char *session_status_name(enum session_status s);
+
+/* Resolves c on conn (NULL conn = unavailable). When nch > 0, also reads
+ * the heads of channels in the scope (identity tenant, identity org or
+ * org_hint for a tenant-wide session) into heads. */
+enum session_status session_lookup(PGconn *conn, const struct credential *c,
+                                   const char *org_hint, char *const *channels,
+                                   size_t nch, struct identity *id,
+                                   struct session_heads *heads) HERALD_MUSTCHECK;
+
+/* Applies the explicit scope hints (Herald-Tenant / Herald-Org, SPEC §2)
+ * to id. On success returns true with *org the effective org (borrowed
+ * from id or org_hint); otherwise prepares the 400/403 in r. */
+struct reply;
+bool session_scope(const struct identity *id, const char *tenant_hint,
+                   const char *org_hint, const char **org, struct reply *r) HERALD_MUSTCHECK;
+/* Prepares the 401 (or 503) for a failed lookup. */
+void session_reject(enum session_status st, struct reply *r);
+
+#endif

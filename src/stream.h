@@ -1,0 +1,140 @@
+/*
+ * stream.h — one SSE connection: its bound identity, channel positions,
+ * queue of shared messages, and the suspend/resume handshake with the
+ * HTTP layer.
+ *
+ * States: REGISTERING (created, waiting for the hub to subscribe it) ->
+ * REPLAYING (catching up from the event log; live messages are held) ->
+ * LIVE -> CLOSED (a closing control event queued, or the client left).
+ * Exactly-once: every channel has a position, the last sequence number
+ * queued; a message at or below it is a duplicate and dropped, one above
+ * position + 1 reveals a gap and sends the stream back to REPLAYING.
+ *
+ * Owns its queue and the messages' references in it. Does not own the
+ * HTTP connection (it only asks the stream_io to suspend or resume it) and
+ * includes no libmicrohttpd or libpq header.
+ */
+#ifndef HERALD_STREAM_H
+#define HERALD_STREAM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "compiler.h"
+#include "message.h"
+#include "util/buf.h"
+
+struct registry_entry;
+
+/* Provided by the HTTP layer. suspend is called from stream_read (inside
+ * the server's own callback, under the stream lock); resume from any
+ * thread, at most once per suspend. */
+struct stream_io {
+	void (*suspend)(void *conn);
+	void (*resume)(void *conn);
+};
+
+enum stream_state { STREAM_REGISTERING, STREAM_REPLAYING, STREAM_LIVE, STREAM_CLOSED };
+
+struct stream_channel {
+	char *name;
+	int64_t queued;   /* last seq queued (dedupe and gap detection) */
+	int64_t sent;     /* last seq written to the client (its cursor) */
+	struct registry_entry *entry; /* registry lock */
+	size_t sub_index;             /* registry lock: index in entry->subs */
+};
+
+struct stream_item {
+	struct message *msg;
+	unsigned ch; /* channel index, for MESSAGE_EVENT */
+};
+
+struct stream_queue {
+	struct stream_item *items;
+	size_t head, len, cap;
+};
+
+struct stream {
+	pthread_mutex_t lock;
+	atomic_uint refs;
+	uint64_t id;
+	const struct stream_io *io;
+	void *conn;
+
+	/* identity and subscription: immutable after stream_new */
+	int64_t session_id;
+	char *user_id, *tenant_id, *org_id;
+	char epoch[9], digest[13];
+	size_t nch;
+	struct stream_channel *ch; /* sorted by name */
+
+	/* stream lock */
+	enum stream_state state;
+	struct stream_queue queue, held;
+	size_t queued_bytes;
+	struct buf out;  /* rendered bytes of the item being written */
+	size_t out_off;
+	bool out_closes;
+	bool suspended, ended, gone;
+
+	/* registry lock */
+	bool registered, finished;
+};
+
+enum stream_deliver_result {
+	STREAM_DELIVER_NONE,
+	STREAM_DELIVER_WAKE,     /* caller must stream_resume() after unlocking */
+	STREAM_DELIVER_CATCH_UP, /* gap seen: caller must start a replay */
+};
+
+#define STREAM_READ_END   ((ssize_t)-1)
+#define STREAM_READ_ERROR ((ssize_t)-2)
+
+/* channels: nch distinct, valid names (copied; sorted here). start: the
+ * position per channel in the same order as the sorted names — use
+ * stream_sort_channels() first so both agree. Returns a new stream with
+ * one reference, in REGISTERING. */
+struct stream *stream_new(uint64_t id, const struct stream_io *io, void *conn,
+                          int64_t session_id, const char *user_id,
+                          const char *tenant_id, const char *org_id,
+                          const char *epoch, const char *digest,
+                          char *const *sorted_channels, const int64_t *start, size_t nch);
+struct stream *stream_ref(struct stream *s);
+void stream_unref(struct stream *s);
+
+/* Sorts names (byte order) in place; the order cursors use. */
+void stream_sort_channels(char **names, size_t n);
+
+/* Queues a message without an id check (herald.open, herald.reset,
+ * heartbeats). Dropped once CLOSED. */
+enum stream_deliver_result stream_push(struct stream *s, struct message *m);
+/* Offers a live channel event for channel index ch (registry lock held by
+ * the caller; takes its own reference on m when it keeps it). */
+enum stream_deliver_result stream_deliver(struct stream *s, unsigned ch, struct message *m);
+/* The hub subscribed the stream: LIVE, or REPLAYING when replay is true. */
+void stream_registered(struct stream *s, bool replay);
+/* Positions to replay from (copy of ch[i].queued), under the lock. */
+void stream_positions(struct stream *s, int64_t *out);
+/* Replay finished: msgs (n references, taken over) were read from the log
+ * after the positions; they are queued with dedupe, then the held live
+ * messages, and the stream goes LIVE. */
+void stream_replay_done(struct stream *s, struct stream_item *items, size_t n);
+/* Ends the stream: m (a closing control message, reference taken) is
+ * queued after what is already queued; m NULL means the client is gone and
+ * everything is dropped. Idempotent. */
+enum stream_deliver_result stream_close(struct stream *s, struct message *m);
+/* Resumes the connection if the last call returned STREAM_DELIVER_WAKE. */
+void stream_resume(struct stream *s);
+
+/* The reader: copies up to max bytes. Returns >0 bytes, 0 after asking the
+ * io to suspend (nothing queued), STREAM_READ_END after a closing event,
+ * STREAM_READ_ERROR when the client is gone. */
+ssize_t stream_read(struct stream *s, char *buf, size_t max);
+
+/* Appends the stream's current cursor (positions written so far). */
+void stream_cursor(struct stream *s, struct buf *b);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * subscribe.c — the stream-open flow (see subscribe.h).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "cursor.h"
+#include "log.h"
+#include "registry.h"
+#include "replay.h"
+#include "session.h"
+#include "sse.h"
+#include "subscribe.h"
+#include "util/buf.h"
+#include "util/xmalloc.h"
+
+static atomic_uint_fast64_t next_stream_id = 1;
+
+/* Keeps the first syntax error; name, if given, is quoted after msg. */
+static void set_syntax_error(struct subscribe_job *sj, const char *msg, const char *name)
+{
+	if (sj->syntax_error)
+		return;
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, msg);
+	if (name) {
+		buf_append_str(&b, " '");
+		buf_append_str(&b, name);
+		buf_append_char(&b, '\'');
+	}
+	sj->syntax_error = buf_steal(&b);
+}
+
+static char *opt_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void subscribe_init(struct subscribe_job *sj, const struct herald_config *cfg,
+                    const struct target *t, const char *last_event_id_header)
+{
+	memset(sj, 0, sizeof(*sj));
+	sj->cfg = cfg;
+	size_t n = target_param_count(t, "channel");
+	if (n == 0)
+		set_syntax_error(sj, "at least one channel parameter is required", NULL);
+	else if ((int64_t)n > cfg->max_channels_per_stream)
+		set_syntax_error(sj, "more channels than max_channels_per_stream", NULL);
+	else
+		sj->channels = xcalloc(n, sizeof(*sj->channels));
+	for (size_t i = 0; sj->channels && i < t->nparam; i++) {
+		const char *v = t->param[i].value;
+		if (strcmp(t->param[i].key, "channel") != 0)
+			continue;
+		if (!channel_valid(v, strlen(v))) {
+			set_syntax_error(sj, "invalid channel name", v);
+			continue;
+		}
+		bool dup = false;
+		for (size_t j = 0; j < sj->nch && !dup; j++)
+			dup = strcmp(sj->channels[j], v) == 0;
+		if (!dup)
+			sj->channels[sj->nch++] = xstrdup(v);
+	}
+	stream_sort_channels(sj->channels, sj->nch);
+	sj->tenant_hint = opt_dup(target_param(t, "tenant"));
+	sj->org_hint = opt_dup(target_param(t, "org"));
+	sj->cursor = opt_dup(last_event_id_header ? last_event_id_header
+	                                          : target_param(t, "last_event_id"));
+}
+
+void subscribe_free(struct subscribe_job *sj)
+{
+	for (size_t i = 0; i < sj->nch; i++)
+		free(sj->channels[i]);
+	free(sj->channels);
+	free(sj->syntax_error);
+	free(sj->tenant_hint);
+	free(sj->org_hint);
+	free(sj->cursor);
+	reply_free(&sj->reply);
+	if (sj->stream)
+		stream_unref(sj->stream);
+	memset(sj, 0, sizeof(*sj));
+}
+
+static struct message *open_message(struct stream *s, const char *node_id,
+                                    const struct identity *id)
+{
+	struct buf d = BUF_INIT, sid = BUF_INIT;
+	buf_printf(&sid, "%s/%llu", node_id, (unsigned long long)s->id);
+	buf_append_str(&d, "{\"stream\":");
+	buf_append_json_str(&d, sid.data, sid.len);
+	buf_append_str(&d, ",\"channels\":[");
+	for (size_t i = 0; i < s->nch; i++) {
+		if (i)
+			buf_append_char(&d, ',');
+		buf_append_json_str(&d, s->ch[i].name, strlen(s->ch[i].name));
+	}
+	buf_append_str(&d, "],\"user_id\":");
+	buf_append_json_str(&d, id->user_id, strlen(id->user_id));
+	buf_append_str(&d, ",\"expires_at\":");
+	buf_append_json_str(&d, id->expires_at, strlen(id->expires_at));
+	buf_append_char(&d, '}');
+	struct message *m = message_new_control("herald.open", d.data, false);
+	buf_free(&d);
+	buf_free(&sid);
+	return m;
+}
+
+static void build_stream(struct subscribe_job *sj, const struct identity *id,
+                         const char *org, const struct session_heads *heads)
+{
+	char digest[CURSOR_DIGEST_LEN + 1];
+	int64_t start[CURSOR_MAX_CHANNELS];
+
+	registry_digest(id->tenant_id, org, (const char *const *)sj->channels, sj->nch, digest);
+	enum replay_plan_result plan = replay_plan(sj->cursor, heads->epoch, digest, heads->seq,
+	                                           heads->trimmed, sj->nch, start);
+	struct stream *s = stream_new(atomic_fetch_add(&next_stream_id, 1), sj->io, sj->conn,
+	                              id->session_id, id->user_id, id->tenant_id, org,
+	                              heads->epoch, digest, sj->channels, start, sj->nch);
+	struct buf retry = BUF_INIT;
+	sse_append_retry(&retry, (unsigned long)sj->cfg->retry_ms);
+	buf_append_char(&retry, '\n');
+	struct message *m = message_new_raw(retry.data, retry.len);
+	(void)stream_push(s, m);
+	message_unref(m);
+	buf_free(&retry);
+	m = open_message(s, sj->cfg->node_id, id);
+	(void)stream_push(s, m);
+	message_unref(m);
+	const char *reason = replay_plan_reason(plan);
+	if (reason) {
+		struct buf d = BUF_INIT;
+		buf_append_str(&d, "{\"reason\":");
+		buf_append_json_str(&d, reason, strlen(reason));
+		buf_append_char(&d, '}');
+		m = message_new_control("herald.reset", d.data, false);
+		(void)stream_push(s, m);
+		message_unref(m);
+		buf_free(&d);
+		log_msg(LOG_DEBUG, "stream reset", "reason", reason, NULL);
+	}
+	sj->stream = s;
+}
+
+static void subscribe_run(struct db_job *job, PGconn *conn)
+{
+	struct subscribe_job *sj = (struct subscribe_job *)job;
+	struct identity id;
+	int64_t seq[CURSOR_MAX_CHANNELS], trimmed[CURSOR_MAX_CHANNELS];
+	struct session_heads heads = {.seq = seq, .trimmed = trimmed};
+	size_t nch = sj->syntax_error ? 0 : sj->nch;
+	const char *org;
+
+	enum session_status st = session_lookup(conn, &sj->cred, sj->org_hint, sj->channels,
+	                                        nch, &id, &heads);
+	if (st != SESSION_OK) {
+		log_msg(LOG_INFO, "stream rejected", "reason", session_status_name(st),
+		        "credential", credential_source_name(sj->cred.source), NULL);
+		session_reject(st, &sj->reply);
+	} else if (sj->syntax_error) {
+		reply_problem(&sj->reply, PROBLEM_INVALID_REQUEST, sj->syntax_error);
+	} else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply)) {
+		build_stream(sj, &id, org, &heads);
+	}
+	identity_free(&id);
+	sj->done(sj);
+}
+
+void subscribe_prepare(struct subscribe_job *sj)
+{
+	sj->job.run = subscribe_run;
+}

@@ -1,0 +1,51 @@
+"""test_resilience.py — losing the LISTEN connection and draining on
+SIGTERM (SPEC §2 /readyz and draining, §5.4, DESIGN §1 LISTEN/NOTIFY)."""
+
+import signal
+import time
+
+from harness import publish_ok, unique
+
+
+def test_listener_loss_is_detected_and_recovered(ctx):
+    pg = ctx.pg
+    role = unique("herald_ll").replace("-", "_")
+    pg.sql(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    ctx.on_cleanup(lambda: pg.sql(f'DROP ROLE IF EXISTS "{role}"'))
+    node, scope = ctx.node("ll", conninfo=pg.conninfo(user=role)), ctx.scope()
+    token = scope.token()
+    channel = "chat:listener"
+    sub, _ = ctx.subscribe(node, channel, token)
+    first = publish_ok(node, token, channel, "msg", {"n": 0})
+    assert sub.next_event(5).json()["id"] == first
+
+    # Keep the listener from reconnecting while it is down, so that /readyz
+    # is observably 503 and events published meanwhile are missed by NOTIFY.
+    pg.sql(f'ALTER ROLE "{role}" NOLOGIN')
+    app = f"herald listener {node.node_id}"
+    killed = pg.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = $1", app)
+    assert killed == "1", f"expected one connection named {app!r}, terminated {killed}"
+    node.wait_readyz(503, timeout=10)
+    missed = [scope.publish_sql(channel, "msg", {"n": i}) for i in range(1, 4)]
+    pg.sql(f'ALTER ROLE "{role}" LOGIN')
+    node.wait_readyz(200, timeout=30)
+
+    last = publish_ok(node, token, channel, "msg", {"n": 4})
+    events = sub.read_until(lambda e: e.type == "msg" and e.json()["id"] == last, timeout=10)
+    controls = [e for e in events if e.type.startswith("herald.")]
+    got = [e.json()["id"] for e in events if e.type == "msg"]
+    assert not controls, f"unexpected control events after listener loss: {controls!r}"
+    assert got == missed + [last], f"after listener loss expected {missed + [last]}, got {got}"
+
+
+def test_sigterm_sends_shutdown_and_exits(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    sub, _ = ctx.subscribe(node, "chat:drain", scope.token())
+    started = time.monotonic()
+    node.signal(signal.SIGTERM)
+    sub.read_until_type("herald.shutdown", timeout=5)
+    assert sub.wait_end(5), "the stream should end after herald.shutdown"
+    status = node.wait_exit(max(0.1, 5 - (time.monotonic() - started)))
+    assert status is not None, "herald still running 5 s after SIGTERM"
+    assert status == 0, f"herald exited with {status} after SIGTERM"
