@@ -341,6 +341,7 @@ static void begin_publish(struct request *req)
 	pj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));
 	pj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
 	pj->content_type = opt_dup(header(req->conn, MHD_HTTP_HEADER_CONTENT_TYPE));
+	pj->origin = opt_dup(header(req->conn, MHD_HTTP_HEADER_ORIGIN));
 	pj->done = publish_done;
 	pj->ctx = req;
 }
@@ -394,8 +395,13 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 	req->route = route_of(&req->target, &allow);
 	if (req->route == ROUTE_NONE)
 		return queue_problem(req->conn, PROBLEM_NOT_FOUND, "no such resource", NULL);
-	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	bool ok = req->route == ROUTE_PUBLISH ? strcmp(method, "POST") == 0 : is_get;
+	bool ok;
+	if (req->route == ROUTE_PUBLISH)
+		ok = strcmp(method, "POST") == 0;
+	else if (req->route == ROUTE_STREAM || req->route == ROUTE_ME)
+		ok = strcmp(method, "GET") == 0;
+	else
+		ok = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	if (!ok)
 		return queue_problem(req->conn, PROBLEM_METHOD_NOT_ALLOWED,
 		                     "method not allowed on this resource", allow);
@@ -470,6 +476,11 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	if (!req)
 		return;
 	if (req->stream) {
+		if (log_enabled(LOG_DEBUG)) {
+			char id[24];
+			snprintf(id, sizeof(id), "%llu", (unsigned long long)req->stream->id);
+			log_msg(LOG_DEBUG, "stream closed", "stream", id, NULL);
+		}
 		registry_lock();
 		registry_remove(req->stream);
 		registry_unlock();
@@ -496,7 +507,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
-	log_msg(LOG_WARN, "http", "detail", line, NULL);
+	/* Per-connection noise (a client leaving mid-stream is normal for SSE);
+	 * failures that matter are logged by herald itself. */
+	log_msg(LOG_DEBUG, "http", "detail", line, NULL);
 }
 
 bool http_start(const struct herald_config *config)

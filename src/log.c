@@ -160,26 +160,25 @@ void log_msg(enum log_level level, const char *msg, ...)
 
 void log_fmt(enum log_level level, const char *fmt, ...)
 {
-	struct buf b = BUF_INIT;
-	char small[512], *msg = small;
+	struct buf b = BUF_INIT, msg = BUF_INIT;
 	va_list ap, ap2;
 	int n;
 
 	if (!log_enabled(level))
 		return;
+	buf_reserve(&msg, 256);
 	va_start(ap, fmt);
 	va_copy(ap2, ap);
-	n = vsnprintf(small, sizeof(small), fmt, ap);
+	n = vsnprintf(msg.data, msg.cap, fmt, ap);
 	va_end(ap);
-	if (n >= (int)sizeof(small)) {
-		msg = xmalloc((size_t)n + 1);
-		vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+	if (n >= 0 && (size_t)n >= msg.cap) {
+		buf_reserve(&msg, (size_t)n);
+		vsnprintf(msg.data, msg.cap, fmt, ap2);
 	}
 	va_end(ap2);
 	if (n >= 0) {
-		begin_record(&b, level, msg);
+		begin_record(&b, level, msg.data);
 		end_record(&b);
 	}
-	if (msg != small)
-		free(msg);
+	buf_free(&msg);
 }

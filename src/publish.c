@@ -20,6 +20,22 @@
 
 #define PUBLISH_MAX_DEPTH 64
 
+bool publish_origin_allowed(const char *origin, const char *allowed)
+{
+	size_t n = origin ? strlen(origin) : 0;
+	if (n == 0 || !allowed)
+		return false;
+	for (const char *p = allowed; *p;) {
+		while (*p == ' ')
+			p++;
+		size_t k = strcspn(p, " ");
+		if (k == n && memcmp(p, origin, n) == 0)
+			return true;
+		p += k;
+	}
+	return false;
+}
+
 bool publish_media_type_ok(const char *ct)
 {
 	if (!ct)
@@ -120,6 +136,11 @@ static void publish_run(struct db_job *job, PGconn *conn)
 		log_msg(LOG_INFO, "publish rejected", "reason", session_status_name(st),
 		        "credential", credential_source_name(pj->cred.source), NULL);
 		session_reject(st, &pj->reply);
+	} else if (pj->cred.source == CREDENTIAL_COOKIE &&
+	           !publish_origin_allowed(pj->origin, pj->cfg->cors_origins)) {
+		/* CSRF defence: a browser sends the cookie to any origin's form. */
+		reply_problem(&pj->reply, PROBLEM_PERMISSION_DENIED,
+		              "cookie credentials on POST need an Origin listed in cors_origins");
 	} else if (!channel_valid(pj->channel, strlen(pj->channel))) {
 		reply_problem(&pj->reply, PROBLEM_INVALID_REQUEST, "invalid channel name");
 	} else if (!session_scope(&id, pj->tenant_hint, pj->org_hint, &org, &pj->reply)) {
@@ -148,6 +169,7 @@ void publish_free(struct publish_job *pj)
 	free(pj->tenant_hint);
 	free(pj->org_hint);
 	free(pj->content_type);
+	free(pj->origin);
 	buf_free(&pj->body);
 	reply_free(&pj->reply);
 	memset(pj, 0, sizeof(*pj));

@@ -27,6 +27,7 @@ struct publish_job {
 	char *channel;        /* decoded path segment, unchecked */
 	char *tenant_hint, *org_hint;
 	char *content_type;   /* NULL when absent */
+	char *origin;         /* Origin header, NULL when absent */
 	struct buf body;
 	bool body_too_large;
 
@@ -42,6 +43,8 @@ void publish_free(struct publish_job *pj);
  * "type" string and optional "data". On failure returns false with a
  * message for the 400 detail in err. */
 bool publish_check_body(const char *body, size_t n, char *err, size_t errlen);
+/* True when origin is one of the space-separated allowed origins. */
+bool publish_origin_allowed(const char *origin, const char *allowed);
 /* True for application/json, with optional parameters. */
 bool publish_media_type_ok(const char *content_type);
 
