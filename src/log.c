@@ -10,14 +10,12 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
-#include "util/xmalloc.h"
 
 static atomic_int current_level = LOG_INFO;
 static enum log_format current_format = LOG_FORMAT_JSON;

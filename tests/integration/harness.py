@@ -23,7 +23,6 @@ import collections
 import glob
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -142,7 +141,7 @@ def remove_stale_tmpdirs():
 
 
 def _kill_pids_from(root):
-    """SIGKILLs processes recorded in root/*/postmaster.pid-like files."""
+    """SIGKILLs the postmaster recorded in a dead run's data directory."""
     for pidfile in glob.glob(os.path.join(root, "pg", "data", "postmaster.pid")):
         try:
             with open(pidfile) as f:
@@ -681,6 +680,7 @@ class SSEClient:
     def __init__(self, port, target, headers=None, host="127.0.0.1", timeout=10, label=""):
         self.label = label or f"{host}:{port}{target}"
         self.parser = SSEParser()
+        self._last_id = ""
         self.ended = False
         self.body = b""
         headers = _normalize_headers(headers)
@@ -717,8 +717,11 @@ class SSEClient:
 
     @property
     def last_id(self):
-        """The last event ID as an EventSource would send on reconnect."""
-        return self.parser.last_id
+        """The last event ID of the events read so far (through poll_event
+        and friends): what an EventSource that dispatched exactly those
+        events would send on reconnect. Events parsed but not yet read do
+        not count."""
+        return self._last_id
 
     @property
     def raw(self):
@@ -757,7 +760,9 @@ class SSEClient:
                 return None
             if not self._pump(deadline) and time.monotonic() >= deadline:
                 return None
-        return self.parser.events.popleft()
+        ev = self.parser.events.popleft()
+        self._last_id = ev.id
+        return ev
 
     def next_event(self, timeout=5.0):
         """The next event; raises SSETimeout / SSEEnded otherwise."""
@@ -878,7 +883,24 @@ class Herald:
             argv.append("--demo")
         return argv + self.extra_args
 
+    _PORT_TAKEN = re.compile(r"cannot listen|address already in use|bind", re.I)
+
     def start(self, wait=True, timeout=15):
+        """Starts the process; with wait, returns once /readyz is 200. If
+        the port was taken meanwhile (free_port() races with other
+        programs), retries on another port, up to 3 times."""
+        for attempt in range(3):
+            offset = self.log_size()
+            try:
+                return self._start_once(wait, timeout)
+            except HarnessError:
+                fresh = self.log_text(offset)
+                if attempt == 2 or self.alive or not self._PORT_TAKEN.search(fresh):
+                    raise
+                self.port = free_port()
+        return self
+
+    def _start_once(self, wait, timeout):
         if not os.access(self.binary, os.X_OK):
             raise HarnessError(f"herald binary {self.binary} is missing (run make)")
         log = open(self.logfile, "ab")
@@ -963,9 +985,11 @@ class Herald:
         except OSError:
             return 0
 
-    def log_text(self):
+    def log_text(self, offset=0):
+        """The node's output from byte `offset` on."""
         try:
             with open(self.logfile, "rb") as f:
+                f.seek(offset)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
@@ -1118,6 +1142,7 @@ class TestContext:
         self.clients = []
         self.cleanups = []
         self.notes = []
+        self.infos = []
         self.stopping = threading.Event()
         os.makedirs(workdir, exist_ok=True)
 
@@ -1168,6 +1193,10 @@ class TestContext:
     def note(self, text):
         """A line printed with the failure report."""
         self.notes.append(text)
+
+    def info(self, text):
+        """A line printed (as a TAP comment) whether the test passes or not."""
+        self.infos.append(text)
 
     # -- teardown and reports
 
@@ -1229,7 +1258,9 @@ def _pg_run(argv):
                    PGPORT=str(pg.port), PGUSER=pg.user, PGDATABASE=pg.dbname,
                    HERALD_TMPDIR=root)
         # Own process group: Ctrl-C reaches us, we stop the child in order.
-        child = subprocess.Popen(argv, env=env, process_group=0, stdin=subprocess.DEVNULL)
+        # (setpriv --pdeathsig: the child goes too if we are SIGKILLed.)
+        child = subprocess.Popen(_as_user_prefix(None) + argv, env=env, process_group=0,
+                                 stdin=subprocess.DEVNULL)
         return child.wait()
     except KeyboardInterrupt:
         return 130 if not interrupted or interrupted[0] == signal.SIGINT else 143

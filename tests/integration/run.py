@@ -132,7 +132,7 @@ def run_one(number, name, fn, pg, root, deadline_of_run):
         skipped = str(e) or "skipped"
     except TestTimeout:
         failure = [f"TIMEOUT: the test ran longer than {limit:.0f} s; it was here:"]
-        failure += traceback.format_exc().splitlines()[-12:]
+        failure += _format_failure()[1:]
     except Interrupted:
         signal.setitimer(signal.ITIMER_REAL, 0)
         ctx.close()
@@ -150,11 +150,11 @@ def run_one(number, name, fn, pg, root, deadline_of_run):
         return True
     if failure is None:
         emit(f"ok {number} - {name}")
-        comment(f"{elapsed:.2f} s")
+        comment("\n".join(ctx.infos + [f"{elapsed:.2f} s"]))
         return True
     emit(f"not ok {number} - {name}")
     comment("\n".join(failure))
-    comment(f"{elapsed:.2f} s")
+    comment("\n".join(ctx.infos + [f"{elapsed:.2f} s"]))
     comment("\n".join(ctx.failure_report()))
     return False
 

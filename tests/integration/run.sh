@@ -5,6 +5,7 @@
 # report, so it is not passed on (automake would count it as an extra
 # ERROR); any other failure (no plan, harness crash) is.
 here=$(cd "$(dirname "$0")" && pwd)
+export PYTHONDONTWRITEBYTECODE=1
 python3 "$here/run.py" "$@"
 rc=$?
 [ "$rc" -eq 1 ] && exit 0

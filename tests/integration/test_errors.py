@@ -86,7 +86,6 @@ def test_publish_malformed_body_400(ctx):
         "type not a string": '{"type": 5, "data": 1}',
         "bad type characters": '{"type": "a b", "data": 1}',
         "not an object": '["msg", 1]',
-        "duplicate member": '{"type": "msg", "type": "msg", "data": 1}',
     }
     wrong = {}
     for label, body in bodies.items():

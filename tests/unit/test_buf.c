@@ -309,6 +309,7 @@ static void log_json_records(void)
 	log_fmt(LOG_WARN, "retry in %d ms: %s", 250, "conn\nlost");
 	log_set_level(LOG_DEBUG);
 	log_msg(LOG_DEBUG, "now shown", NULL);
+	log_fmt(LOG_INFO, "%0600d|%s", 7, "end");
 }
 
 static void log_text_records(void)
@@ -351,7 +352,7 @@ static void test_log(void)
 		return;
 	for (nl = out; (nl = strchr(nl, '\n')) != NULL; nl++)
 		lines++;
-	is_int(lines, 4, "four records, debug suppressed until enabled");
+	is_int(lines, 5, "five records, debug suppressed until enabled");
 	o = line_json(&cur);
 	ok(o != NULL, "record 1 is JSON");
 	is_str(field(o, "level"), "info", "record 1 level");
@@ -371,6 +372,10 @@ static void test_log(void)
 	json_object_put(o);
 	o = line_json(&cur);
 	is_str(field(o, "msg"), "now shown", "log_set_level enables debug");
+	json_object_put(o);
+	o = line_json(&cur);
+	is_int(strlen(field(o, "msg")), 604, "long log_fmt message kept whole");
+	ok(strcmp(field(o, "msg") + 595, "00007|end") == 0, "long log_fmt message intact");
 	json_object_put(o);
 	free(out);
 

@@ -7,10 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* By path: automake puts the build directory, which holds autoconf's own
- * config.h, ahead of src/ on the include path. */
-#include "../../src/config.h"
 #include "compiler.h"
+#include "config.h"
 #include "tap.h"
 
 static void test_defaults(void)
