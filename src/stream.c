@@ -52,6 +52,8 @@ static int compare_names(const void *a, const void *b)
 
 void stream_sort_channels(char **names, size_t n)
 {
+	if (n < 2)
+		return; /* names may be NULL, which qsort must not see */
 	qsort(names, n, sizeof(*names), compare_names);
 }
 

@@ -1242,7 +1242,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{"batch", required_argument, NULL, 'b'},
 		{"open-timeout", required_argument, NULL, 'T'},
 		{"rss-pid", required_argument, NULL, 'r'},
-		{"help", no_argument, NULL, '?'},
+		{"help", no_argument, NULL, 'x'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){
@@ -1268,6 +1268,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		case 'b': ok = parse_long("batch", optarg, 1, 1000000, &o->batch); break;
 		case 'T': ok = parse_long("open-timeout", optarg, 1, 86400, &o->open_timeout_s); break;
 		case 'r': ok = parse_long("rss-pid", optarg, 1, 1L << 30, &o->rss_pid); break;
+		case 'x': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}
 	}
