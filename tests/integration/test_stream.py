@@ -4,8 +4,10 @@ durability at 201, heartbeats, payloads that cannot inject frames, and
 org isolation."""
 
 import json
+import os
+import time
 
-from harness import publish, publish_ok
+from harness import publish, publish_ok, wait_for
 
 ENVELOPE_KEYS = {"id", "channel", "type", "data", "published_at"}
 
@@ -107,3 +109,36 @@ def test_publish_reaches_only_its_own_org(ctx):
     assert next_a.json()["id"] == id_a2, f"org A received org B's event: {next_a!r}"
     leaked = sub_b.collect(0.3)
     assert not leaked, f"org B received events of org A: {leaked!r}"
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_streams_cost_no_cpu(ctx):
+    """Suspended streams must not spin (a reader returning 0 without
+    suspending busy-loops a core, DESIGN §1)."""
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    clients = [ctx.subscribe(node, f"chat:idle-{i % 5}", token)[0] for i in range(40)]
+    before = _cpu_seconds(node.proc.pid)
+    t0 = time.monotonic()
+    for c in clients:
+        c.collect(0.05)  # also proves the streams stay open and quiet
+    elapsed = time.monotonic() - t0
+    used = _cpu_seconds(node.proc.pid) - before
+    assert elapsed >= 1.5, elapsed
+    assert used < 0.25 * elapsed, f"herald used {used:.2f}s CPU in {elapsed:.2f}s with 40 idle streams"
+
+
+def test_disconnected_clients_are_released(ctx):
+    """A suspended stream notices its client leaving (EPOLLRDHUP watcher)."""
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    clients = [ctx.subscribe(node, "chat:leave", token)[0] for _ in range(20)]
+    for c in clients:
+        c.close()
+    wait_for(lambda: node.log_text().count('"msg":"stream closed"') >= 20, timeout=5,
+             what="herald to close the 20 abandoned streams")
