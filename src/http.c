@@ -36,8 +36,8 @@
 #include "util/buf.h"
 #include "util/xmalloc.h"
 
-#define STREAM_BLOCK_SIZE 4096
-#define CONNECTION_MEMORY 16384
+#define STREAM_BLOCK_SIZE 2048
+#define CONNECTION_MEMORY 8192
 #define IDLE_TIMEOUT_S 60
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_STREAM, ROUTE_PUBLISH,

@@ -306,6 +306,7 @@ struct bench {
 	long round_got;
 	struct pub pub;
 	long pub_failures;
+	long missed_total;     /* stream-events not received within a round */
 	int64_t now_real;      /* CLOCK_REALTIME of the last read */
 	char rbuf[65536];
 };
@@ -1179,6 +1180,7 @@ static void fanout_phase(struct bench *b)
 	printf("latency_p99_median_ms %.2f\n", median(p99, k));
 	printf("publish_median_ms %.2f\n", median(pubms, k));
 	printf("fanout_missed_total %ld\n", missed);
+	b->missed_total = missed;
 	printf("publish_failures %ld\n", b->pub_failures);
 	/* Includes the pauses between rounds and any heartbeats in them. */
 	if (ran > 0 && server_cpu0 >= 0 && server_cpu1 >= 0)
@@ -1350,7 +1352,8 @@ static int final_report(struct bench *b)
 	printf("comments_seen %ld\n", b->comments);
 	printf("other_events %ld%s%s\n", b->other_events, b->other_events ? " first " : "",
 	       b->other_events ? b->first_other : "");
-	bool bad = b->opened < b->opt.n || b->ended_after_open > 0 || b->pub_failures > 0;
+	bool bad = b->opened < b->opt.n || b->ended_after_open > 0 || b->pub_failures > 0 ||
+		   b->missed_total > 0;
 	return bad ? 1 : 0;
 }
 
