@@ -24,23 +24,6 @@ herald=${HERALD_BIN:-src/herald}
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$HERALD_DB")
 token=$("${psql[@]}" -c "SELECT herald.issue_token('demo-user','demo-tenant','demo-org','7 days')")
 
-# Where the schema has features and grants (SPEC §4), let the demo user use
-# the demo page's channels (demo:*).
-"${psql[@]}" <<'SQL'
-DO $$
-BEGIN
-	IF to_regclass('herald.features') IS NOT NULL THEN
-		INSERT INTO herald.features (tenant_id, org_id, feature, enabled)
-		VALUES ('demo-tenant', NULL, 'demo', true);
-	END IF;
-	IF to_regclass('herald.grants') IS NOT NULL THEN
-		INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern)
-		SELECT 'demo-tenant', NULL, '*', p, 'demo:*'
-		FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish', 'realtime.presence']) AS p;
-	END IF;
-END $$;
-SQL
-
 cat <<EOF
 
   herald demo — open this URL in a browser:

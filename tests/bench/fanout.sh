@@ -109,28 +109,6 @@ psql=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$HERALD_DB")
 	{ cat "$tmp/migrate.log" >&2; exit 1; }
 token=$("${psql[@]}" -c "SELECT herald.issue_token('bench-user','bench-tenant','bench-org','1 day')")
 
-# Where the schema has them (SPEC §4): enable the bench feature, grant it,
-# and lift the tenant's limits (0 = no limit in herald.limits).
-"${psql[@]}" <<'SQL'
-DO $$
-BEGIN
-	IF to_regclass('herald.features') IS NOT NULL THEN
-		INSERT INTO herald.features (tenant_id, org_id, feature, enabled)
-		VALUES ('bench-tenant', NULL, 'bench', true);
-	END IF;
-	IF to_regclass('herald.grants') IS NOT NULL THEN
-		INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern)
-		SELECT 'bench-tenant', NULL, '*', p, 'bench:*'
-		FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish']) AS p;
-	END IF;
-	IF to_regclass('herald.limits') IS NOT NULL THEN
-		INSERT INTO herald.limits (tenant_id, max_connections, max_connections_per_user,
-			publish_per_second, subscribe_per_minute, tenant_publish_per_second)
-		VALUES ('bench-tenant', 0, 0, 0, 0, 0);
-	END IF;
-END $$;
-SQL
-
 # SPEC §6 keys only. The per-user/IP caps and rates are set far above N
 # rather than to 0, whose meaning the config table does not fix for them.
 cat >"$conf" <<'EOF'
