@@ -72,14 +72,23 @@ $$;
 -- One row per channel: seq is bumped in the same transaction that inserts
 -- the event, and its row lock is held to commit, so per-channel sequences
 -- are gap-free and in commit order (a plain bigserial is neither).
--- trimmed_seq is the highest seq deleted by retention: a cursor below it
--- cannot be resumed exactly.
+-- Never delete or lower these rows: nodes would take new events for old.
 CREATE TABLE IF NOT EXISTS herald.channel_heads (
+	tenant_id text NOT NULL,
+	org_id    text NOT NULL,
+	channel   text NOT NULL,
+	seq       bigint NOT NULL,
+	PRIMARY KEY (tenant_id, org_id, channel)
+);
+
+-- The highest seq retention deleted per channel: a cursor below it cannot
+-- be resumed exactly. Kept apart from channel_heads so that trimming never
+-- waits on, or deadlocks with, the head row locks publishers hold.
+CREATE TABLE IF NOT EXISTS herald.channel_trims (
 	tenant_id   text NOT NULL,
 	org_id      text NOT NULL,
 	channel     text NOT NULL,
-	seq         bigint NOT NULL,
-	trimmed_seq bigint NOT NULL DEFAULT 0,
+	trimmed_seq bigint NOT NULL,
 	PRIMARY KEY (tenant_id, org_id, channel)
 );
 
@@ -108,12 +117,15 @@ $$;
 
 -- Trusted publishing (HTTP publishes and database code use the same path).
 -- Returns the event id, which is also a single-channel resume cursor.
+-- SECURITY DEFINER: a role granted EXECUTE can publish without write
+-- access to the tables, so it cannot break the sequences by hand.
 -- The NOTIFY payload is a JSON header line, then the data; an event whose
 -- payload would not fit NOTIFY's 8000-byte limit is sent by reference and
 -- the nodes read its data from herald.events.
 CREATE OR REPLACE FUNCTION herald.publish(tenant_id text, org_id text, channel text,
                                           type text, data jsonb)
-RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_seq bigint;
 	v_at timestamptz;
@@ -151,12 +163,16 @@ BEGIN
 END $$;
 
 -- Deletes events older than retention and records, per channel, the
--- highest seq deleted (so older cursors reset). Nodes call it every minute.
+-- highest seq deleted (so older cursors reset). Every node calls it every
+-- minute; one does the work at a time, the others return 0 at once.
 CREATE OR REPLACE FUNCTION herald.trim_events(retention interval)
 RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
 	n bigint;
 BEGIN
+	IF NOT pg_try_advisory_xact_lock(7283457202) THEN
+		RETURN 0;
+	END IF;
 	WITH d AS (
 		DELETE FROM herald.events e WHERE e.published_at < now() - retention
 		RETURNING e.tenant_id, e.org_id, e.channel, e.seq
@@ -164,12 +180,12 @@ BEGIN
 		SELECT d.tenant_id, d.org_id, d.channel, max(d.seq) AS top, count(*) AS cnt
 		FROM d GROUP BY 1, 2, 3
 	), u AS (
-		UPDATE herald.channel_heads h SET trimmed_seq = greatest(h.trimmed_seq, m.top)
-		FROM m
-		WHERE h.tenant_id = m.tenant_id AND h.org_id = m.org_id AND h.channel = m.channel
-		RETURNING m.cnt
+		INSERT INTO herald.channel_trims AS t (tenant_id, org_id, channel, trimmed_seq)
+		SELECT m.tenant_id, m.org_id, m.channel, m.top FROM m
+		ON CONFLICT ON CONSTRAINT channel_trims_pkey
+		DO UPDATE SET trimmed_seq = greatest(t.trimmed_seq, excluded.trimmed_seq)
 	)
-	SELECT coalesce(sum(u.cnt), 0) INTO n FROM u;
+	SELECT coalesce(sum(m.cnt), 0) INTO n FROM m;
 	RETURN n;
 END $$;
 

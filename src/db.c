@@ -74,6 +74,16 @@ PGconn *db_connect(const char *conninfo, const char *application_name)
 	return c;
 }
 
+bool db_bound_statements(PGconn *conn)
+{
+	PGresult *r = PQexec(conn, "SET statement_timeout = '15s'; SET lock_timeout = '5s'");
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_msg(LOG_ERROR, "cannot set statement timeouts", "error", PQresultErrorMessage(r), NULL);
+	PQclear(r);
+	return ok;
+}
+
 bool db_conn_broken(PGconn *conn)
 {
 	return PQstatus(conn) != CONNECTION_OK;
@@ -101,6 +111,10 @@ static PGconn *worker_conn(struct worker *w)
 	if (now < w->retry_at_ms)
 		return NULL;
 	w->conn = db_connect(db_conninfo, db_appname);
+	if (w->conn && !db_bound_statements(w->conn)) {
+		PQfinish(w->conn);
+		w->conn = NULL;
+	}
 	if (!w->conn) {
 		w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 100;
 		if (w->backoff_ms > 5000)

@@ -45,6 +45,10 @@ void db_append_int8_array(struct buf *b, const int64_t *v, size_t n);
 
 /* Opens a connection for a one-off task (migrations, the hub). */
 PGconn *db_connect(const char *conninfo, const char *application_name);
+/* Bounds every later statement on conn (statement_timeout, lock_timeout),
+ * so that a lock held elsewhere turns into an error (503) instead of a
+ * worker, or the hub, waiting without end. */
+bool db_bound_statements(PGconn *conn) HERALD_MUSTCHECK;
 /* After a failed command: true if the connection itself is broken. */
 bool db_conn_broken(PGconn *conn);
 

@@ -67,6 +67,7 @@ struct request {
 
 static const struct herald_config *cfg;
 static struct MHD_Daemon *daemon_handle;
+static MHD_socket quiesced_fd = MHD_INVALID_SOCKET;
 static atomic_uint inflight;
 static atomic_bool draining;
 
@@ -146,6 +147,18 @@ static void stream_reader_free(void *cls)
 static enum MHD_Result queue_stream(struct request *req)
 {
 	struct stream *s = req->u.sub.stream;
+
+	/* Tracked under the registry lock, which http_quiesce takes to set
+	 * draining: a stream either exists when the drain closes every stream,
+	 * or is refused here. */
+	registry_lock();
+	bool refused = atomic_load(&draining);
+	if (!refused)
+		registry_track(s);
+	registry_unlock();
+	if (refused)
+		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
@@ -153,13 +166,9 @@ static enum MHD_Result queue_stream(struct request *req)
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 	enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
+	req->stream = stream_ref(s); /* request_completed untracks it */
 	if (ret != MHD_YES)
 		return ret;
-
-	req->stream = stream_ref(s);
-	registry_lock();
-	registry_track(s);
-	registry_unlock();
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci)
@@ -231,12 +240,14 @@ static char *opt_dup(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
-/* A worker finished: the reply (or stream) is ready. */
+/* A worker finished: the reply (or stream) is ready. The count drops only
+ * after the resume, so shutdown never stops the daemon while this
+ * connection is still suspended. */
 static void job_done(struct request *req)
 {
 	req->phase = PHASE_READY;
-	atomic_fetch_sub(&inflight, 1);
 	MHD_resume_connection(req->conn);
+	atomic_fetch_sub(&inflight, 1);
 }
 
 static void subscribe_done(struct subscribe_job *sj)
@@ -563,10 +574,12 @@ bool http_start(const struct herald_config *config)
 
 void http_quiesce(void)
 {
+	registry_lock();
 	atomic_store(&draining, true);
-	MHD_socket fd = MHD_quiesce_daemon(daemon_handle);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	registry_unlock();
+	/* The listening socket may still be in a worker's hands: it is closed
+	 * only after MHD_stop_daemon (libmicrohttpd's rule). */
+	quiesced_fd = MHD_quiesce_daemon(daemon_handle);
 }
 
 unsigned http_inflight(void)
@@ -579,4 +592,7 @@ void http_stop(void)
 	if (daemon_handle)
 		MHD_stop_daemon(daemon_handle);
 	daemon_handle = NULL;
+	if (quiesced_fd != MHD_INVALID_SOCKET)
+		close(quiesced_fd);
+	quiesced_fd = MHD_INVALID_SOCKET;
 }

@@ -77,6 +77,8 @@ static size_t npending, pending_cap;
 static struct stream **wakes, **catchups;
 static size_t nwakes, wakes_cap, ncatchups, catchups_cap;
 
+static void wake_hub(void);
+
 static void push_stream(struct stream ***arr, size_t *n, size_t *cap, struct stream *s)
 {
 	if (*n == *cap) {
@@ -299,6 +301,10 @@ static void try_connect(void)
 	if (listen_conn || now < reconnect_at_ms)
 		return;
 	listen_conn = db_connect(cfg->db, listen_appname);
+	if (listen_conn && !db_bound_statements(listen_conn)) {
+		PQfinish(listen_conn);
+		listen_conn = NULL;
+	}
 	PGresult *r = listen_conn ? PQexec(listen_conn,
 		"LISTEN herald_events; SELECT epoch FROM herald.meta") : NULL;
 	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -391,36 +397,53 @@ static void register_pending(void)
 		}
 	}
 
-	/* 3. Subscribe; decide who must replay. */
-	bool *replay = xcalloc(n ? n : 1, sizeof(*replay));
+	/* 3. Subscribe; decide who must replay. An entry found in step 1 may
+	 * have lost its last subscriber meanwhile: such a stream waits for the
+	 * next round, which reads the head again. */
+	enum { SKIP, RETRY, LIVE, REPLAY } *fate = xcalloc(n ? n : 1, sizeof(*fate));
+	bool retry = false;
 	registry_lock();
 	for (size_t i = 0; r && i < nm; i++)
 		if (!registry_find(mt[i], mo[i], mc[i]))
 			registry_create(mt[i], mo[i], mc[i], strtoll(PQgetvalue(r, (int)i, 0), NULL, 10));
 	for (size_t i = 0; i < n; i++) {
 		struct stream *s = list[i];
+		struct registry_entry *entries[CURSOR_MAX_CHANNELS];
 		if (s->finished)
 			continue;
-		struct registry_entry *entries[CURSOR_MAX_CHANNELS];
-		for (size_t c = 0; c < s->nch; c++) {
+		fate[i] = LIVE;
+		for (size_t c = 0; c < s->nch && fate[i] != RETRY; c++) {
 			entries[c] = registry_find(s->tenant_id, s->org_id, s->ch[c].name);
-			if (s->ch[c].queued < entries[c]->last_seq)
-				replay[i] = true;
+			if (!entries[c])
+				fate[i] = RETRY;
+			else if (s->ch[c].queued < entries[c]->last_seq)
+				fate[i] = REPLAY;
 		}
-		registry_subscribe(s, entries);
+		if (fate[i] == RETRY) {
+			pthread_mutex_lock(&pending_mutex);
+			push_stream(&pending, &npending, &pending_cap, s);
+			pthread_mutex_unlock(&pending_mutex);
+			retry = true;
+		} else {
+			registry_subscribe(s, entries);
+		}
 	}
 	registry_unlock();
 	PQclear(r);
 
 	for (size_t i = 0; i < n; i++) {
-		if (!list[i]->finished) {
-			stream_registered(list[i], replay[i]);
-			if (replay[i])
+		if (fate[i] == RETRY)
+			continue; /* the pending list keeps the reference */
+		if (fate[i] != SKIP) {
+			stream_registered(list[i], fate[i] == REPLAY);
+			if (fate[i] == REPLAY)
 				replay_start(list[i]);
 		}
 		stream_unref(list[i]);
 	}
-	free(replay);
+	if (retry)
+		wake_hub();
+	free(fate);
 	free(list);
 	free(mt);
 	free(mo);

@@ -174,7 +174,13 @@ static void drain(const struct herald_config *cfg)
 	if (!wait_idle(time_mono_ms() + cfg->drain_timeout_ms)) {
 		log_msg(LOG_WARN, "drain timeout, dropping remaining streams", NULL);
 		hub_close_all(NULL);
-		(void)wait_idle(time_mono_ms() + 2000);
+		/* libmicrohttpd must not be stopped with a suspended connection:
+		 * wait for every stream and request, which the database timeouts
+		 * bound (db.c), however long that takes. */
+		while (!wait_idle(time_mono_ms() + 5000)) {
+			log_msg(LOG_WARN, "still waiting for streams or requests to finish", NULL);
+			hub_close_all(NULL);
+		}
 	}
 }
 

@@ -6,6 +6,8 @@
  * client's JSON as PostgreSQL reads it, never a re-serialisation.
  * XXX publishes commit one by one; grouping concurrent ones into one
  * transaction (one NOTIFY lock) is the next step for throughput.
+ * XXX Idempotency-Key (SPEC §2) is not honoured yet: a client that retries
+ * after a 503 whose commit did succeed publishes twice.
  */
 #include <json-c/json.h>
 #include <stdlib.h>

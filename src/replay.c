@@ -1,6 +1,7 @@
 /*
  * replay.c — cursor checks and catch-up from herald.events (see replay.h).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,57 +68,61 @@ struct replay_job {
 	struct stream *s;
 };
 
+/* One channel at a time, in seq order: the unique index serves each page
+ * without sorting the rest of the backlog. Per-channel order is the
+ * guarantee; events of different channels have no defined order. */
 static const char page_sql[] =
-	"SELECT c.i, " REPLAY_EVENT_COLUMNS
-	" FROM unnest($3::text[], $4::bigint[]) WITH ORDINALITY AS c(ch, after, i)"
-	" JOIN herald.events e ON e.tenant_id = $1 AND e.org_id = $2"
-	"  AND e.channel = c.ch AND e.seq > c.after"
-	" ORDER BY e.id LIMIT 1000";
+	"SELECT " REPLAY_EVENT_COLUMNS " FROM herald.events e"
+	" WHERE e.tenant_id = $1 AND e.org_id = $2 AND e.channel = $3 AND e.seq > $4"
+	" ORDER BY e.seq LIMIT 1000";
 
-/* Reads every event after pos[] into items; false if the query failed. */
-static bool read_log(PGconn *conn, struct stream *s, int64_t *pos,
+static void push_item(struct stream_item **items, size_t *n, size_t *cap,
+                      struct message *m, size_t ch)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*items = xrealloc(*items, *cap * sizeof(**items));
+	}
+	(*items)[(*n)++] = (struct stream_item){m, (unsigned)ch};
+}
+
+/* Reads every event after pos[] into items; false if a query failed.
+ * XXX the whole backlog is held in memory until it is queued; handing
+ * it over page by page belongs with the stream queue bound (issue 8). */
+static bool read_log(PGconn *conn, struct stream *s, const int64_t *pos,
                      struct stream_item **items, size_t *nitems)
 {
-	const char *names[CURSOR_MAX_CHANNELS];
-	char digests[CURSOR_MAX_CHANNELS][CURSOR_DIGEST_LEN + 1];
 	size_t cap = 0;
-
-	for (size_t i = 0; i < s->nch; i++) {
-		names[i] = s->ch[i].name;
-		registry_digest(s->tenant_id, s->org_id, &names[i], 1, digests[i]);
-	}
-	for (;;) {
-		struct buf chs = BUF_INIT, after = BUF_INIT;
-		db_append_text_array(&chs, names, s->nch);
-		db_append_int8_array(&after, pos, s->nch);
-		const char *values[4] = {s->tenant_id, s->org_id, chs.data, after.data};
-		PGresult *r = PQexecParams(conn, page_sql, 4, NULL, values, NULL, NULL, 0);
-		buf_free(&chs);
-		buf_free(&after);
-		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-			log_msg(LOG_ERROR, "replay query failed", "error", PQresultErrorMessage(r), NULL);
-			PQclear(r);
-			return false;
-		}
-		int rows = PQntuples(r);
-		for (int row = 0; row < rows; row++) {
-			size_t ch = (size_t)strtoul(PQgetvalue(r, row, 0), NULL, 10) - 1;
-			int64_t seq = strtoll(PQgetvalue(r, row, 1), NULL, 10);
-			if (*nitems == cap) {
-				cap = cap ? cap * 2 : 64;
-				*items = xrealloc(*items, cap * sizeof(**items));
+	for (size_t ch = 0; ch < s->nch; ch++) {
+		char digest[CURSOR_DIGEST_LEN + 1], after[24];
+		const char *name = s->ch[ch].name;
+		int64_t last = pos[ch];
+		registry_digest(s->tenant_id, s->org_id, &name, 1, digest);
+		for (;;) {
+			snprintf(after, sizeof(after), "%lld", (long long)last);
+			const char *values[4] = {s->tenant_id, s->org_id, name, after};
+			PGresult *r = PQexecParams(conn, page_sql, 4, NULL, values, NULL, NULL, 0);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+				log_msg(LOG_ERROR, "replay query failed", "error", PQresultErrorMessage(r), NULL);
+				PQclear(r);
+				return false;
 			}
-			(*items)[(*nitems)++] = (struct stream_item){
-				replay_event_message(s->epoch, digests[ch], names[ch], seq,
-				                     PQgetvalue(r, row, 2), PQgetvalue(r, row, 3),
-				                     (size_t)PQgetlength(r, row, 3), PQgetvalue(r, row, 4)),
-				(unsigned)ch};
-			pos[ch] = seq;
+			int rows = PQntuples(r);
+			for (int row = 0; row < rows; row++) {
+				last = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+				push_item(items, nitems, &cap,
+				          replay_event_message(s->epoch, digest, name, last,
+				                               PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
+				                               (size_t)PQgetlength(r, row, 2),
+				                               PQgetvalue(r, row, 3)),
+				          ch);
+			}
+			PQclear(r);
+			if (rows < REPLAY_PAGE)
+				break;
 		}
-		PQclear(r);
-		if (rows < REPLAY_PAGE)
-			return true;
 	}
+	return true;
 }
 
 static void replay_run(struct db_job *job, PGconn *conn)

@@ -18,10 +18,12 @@ static const char lookup_sql[] =
 	" r.revoked_at IS NOT NULL, r.expires_at <= now(),"
 	" (SELECT m.epoch FROM herald.meta m),"
 	" CASE WHEN cardinality($2::text[]) > 0 THEN array_to_string(ARRAY("
-	"   SELECT coalesce(h.seq, 0) || ':' || coalesce(h.trimmed_seq, 0)"
+	"   SELECT coalesce(h.seq, 0) || ':' || coalesce(t.trimmed_seq, 0)"
 	"   FROM unnest($2::text[]) WITH ORDINALITY AS c(ch, i)"
 	"   LEFT JOIN herald.channel_heads h ON h.tenant_id = r.tenant_id"
 	"    AND h.org_id = coalesce(r.org_id, $3) AND h.channel = c.ch"
+	"   LEFT JOIN herald.channel_trims t ON t.tenant_id = r.tenant_id"
+	"    AND t.org_id = coalesce(r.org_id, $3) AND t.channel = c.ch"
 	"   ORDER BY c.i), ',') END"
 	" FROM herald.resolve_session($1) AS r LIMIT 1";
 

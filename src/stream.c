@@ -189,6 +189,13 @@ void stream_positions(struct stream *s, int64_t *out)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * Queues replayed, then held, events. Per-channel sequences are gap-free,
+ * so a hole here means retention deleted events this stream never got:
+ * the stream ends as if the client had left, the client reconnects with
+ * its cursor, and the open path answers herald.reset (the cursor is now
+ * below the trimmed mark). Never a silent skip.
+ */
 void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 {
 	enum stream_deliver_result r = STREAM_DELIVER_NONE;
@@ -196,25 +203,27 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->state != STREAM_CLOSED) {
-		for (size_t i = 0; i < n; i++)
-			accept_event_locked(s, items[i].ch, items[i].msg);
+		for (size_t i = 0; i < n && !gap; i++) {
+			gap = items[i].msg->seq > s->ch[items[i].ch].queued + 1;
+			if (!gap)
+				accept_event_locked(s, items[i].ch, items[i].msg);
+		}
 		struct stream_item it;
 		while (!gap && queue_pop(&s->held, &it)) {
-			if (it.msg->seq > s->ch[it.ch].queued + 1) {
-				/* Still missing events before this one: put it back first. */
-				struct stream_queue rest = {0};
-				queue_push(&rest, it.msg, it.ch);
-				while (queue_pop(&s->held, &it))
-					queue_push(&rest, it.msg, it.ch);
-				free(s->held.items);
-				s->held = rest;
-				gap = true;
-				break;
-			}
-			accept_event_locked(s, it.ch, it.msg);
+			gap = it.msg->seq > s->ch[it.ch].queued + 1;
+			if (!gap)
+				accept_event_locked(s, it.ch, it.msg);
 			message_unref(it.msg);
 		}
-		s->state = gap ? STREAM_REPLAYING : STREAM_LIVE;
+		if (gap) {
+			s->state = STREAM_CLOSED;
+			s->gone = true;
+			queue_clear(&s->held);
+			queue_clear(&s->queue);
+			s->queued_bytes = 0;
+		} else {
+			s->state = STREAM_LIVE;
+		}
 		r = wake_locked(s);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -222,25 +231,25 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 		message_unref(items[i].msg);
 	if (r == STREAM_DELIVER_WAKE)
 		stream_resume(s);
-	/* XXX a gap that survives a replay means the log lost events (trimmed
-	 * under a slow reader); the stream stays REPLAYING until the hub's next
-	 * catch-up. Backpressure (issue 8) ends such streams with
-	 * herald.overflow instead. */
 }
 
 enum stream_deliver_result stream_close(struct stream *s, struct message *m)
 {
 	enum stream_deliver_result r = STREAM_DELIVER_NONE;
 	pthread_mutex_lock(&s->lock);
-	if (s->state != STREAM_CLOSED) {
+	if (m && s->state != STREAM_CLOSED) {
 		s->state = STREAM_CLOSED;
 		queue_clear(&s->held);
-		if (m) {
-			queue_push(&s->queue, message_ref(m), 0);
-		} else {
-			s->gone = true;
-			queue_clear(&s->queue);
-		}
+		queue_push(&s->queue, message_ref(m), 0);
+		s->queued_bytes += m->len;
+		r = wake_locked(s);
+	} else if (!m && !s->gone) {
+		/* Also ends a stream whose closing event is still queued. */
+		s->state = STREAM_CLOSED;
+		s->gone = true;
+		queue_clear(&s->held);
+		queue_clear(&s->queue);
+		s->queued_bytes = 0;
 		r = wake_locked(s);
 	}
 	pthread_mutex_unlock(&s->lock);

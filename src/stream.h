@@ -118,13 +118,15 @@ enum stream_deliver_result stream_deliver(struct stream *s, unsigned ch, struct 
 void stream_registered(struct stream *s, bool replay);
 /* Positions to replay from (copy of ch[i].queued), under the lock. */
 void stream_positions(struct stream *s, int64_t *out);
-/* Replay finished: msgs (n references, taken over) were read from the log
+/* Replay finished: items (n references, taken over) were read from the log
  * after the positions; they are queued with dedupe, then the held live
- * messages, and the stream goes LIVE. */
+ * messages, and the stream goes LIVE — or, if events are missing (trimmed
+ * by retention), it ends so that the client's reconnect gets herald.reset. */
 void stream_replay_done(struct stream *s, struct stream_item *items, size_t n);
-/* Ends the stream: m (a closing control message, reference taken) is
- * queued after what is already queued; m NULL means the client is gone and
- * everything is dropped. Idempotent. */
+/* Ends the stream: m (a closing control message; the stream takes its own
+ * reference) is queued after what is already queued, once; m NULL means
+ * the client is gone: everything is dropped and the connection is ended
+ * with an error, even after a closing message was queued. */
 enum stream_deliver_result stream_close(struct stream *s, struct message *m);
 /* Resumes the connection if the last call returned STREAM_DELIVER_WAKE. */
 void stream_resume(struct stream *s);

@@ -2,9 +2,10 @@
 SIGTERM (SPEC §2 /readyz and draining, §5.4, DESIGN §1 LISTEN/NOTIFY)."""
 
 import signal
+import subprocess
 import time
 
-from harness import publish_ok, unique
+from harness import publish, publish_ok, unique, wait_for
 
 
 def test_listener_loss_is_detected_and_recovered(ctx):
@@ -49,3 +50,28 @@ def test_sigterm_sends_shutdown_and_exits(ctx):
     status = node.wait_exit(max(0.1, 5 - (time.monotonic() - started)))
     assert status is not None, "herald still running 5 s after SIGTERM"
     assert status == 0, f"herald exited with {status} after SIGTERM"
+
+
+def test_publish_behind_a_held_channel_lock_fails_fast(ctx):
+    """A transaction that publishes and stays open holds the channel's head
+    row: an HTTP publish to that channel must answer 503 (lock_timeout), not
+    hang, and other channels keep working meanwhile."""
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    holder = subprocess.Popen(
+        ctx.pg.psql_argv() + ["-c", "BEGIN", "-c",
+                              f"SELECT herald.publish('{scope.tenant}', '{scope.org}', "
+                              "'chat:locked', 'msg', '1')",
+                              "-c", "SELECT pg_sleep(20)", "-c", "ROLLBACK"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx.on_cleanup(holder.kill)
+    wait_for(lambda: ctx.pg.sql_value(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE a.application_name = 'herald-tests' AND a.query LIKE '%pg_sleep%'") != "0",
+        timeout=10, what="the lock holder to sleep")
+    publish_ok(node, token, "chat:free", "msg", {"n": 1})
+    started = time.monotonic()
+    r = publish(node, token, "chat:locked", "msg", {"n": 2}, timeout=20)
+    assert r.status == 503, r
+    assert r.json()["type"] == "urn:herald:unavailable", r
+    assert time.monotonic() - started < 12, "the publish waited far beyond lock_timeout"
