@@ -82,6 +82,7 @@ static const struct key keys[] = {
 	{"demo", K_BOOL, F(demo), 0, 0},
 	{"drain_timeout", K_DURATION, F(drain_timeout_ms), 0, DURATION_MAX},
 	{"db_workers", K_INT, F(db_workers), 1, 64},
+	{"audit_queue_max", K_COUNT, F(audit_queue_max), 1, 10000000},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -114,6 +115,7 @@ void config_defaults(struct herald_config *c)
 	c->demo = false;
 	c->drain_timeout_ms = 5000;
 	c->db_workers = 4;
+	c->audit_queue_max = 10000;
 }
 
 void config_free(struct herald_config *c)

@@ -47,6 +47,8 @@ struct herald_config {
 	bool demo;                      /* [false] */
 	int64_t drain_timeout_ms;       /* [5000] */
 	int db_workers;                 /* key "db_workers" [4]: database connections for requests */
+	int64_t audit_queue_max;        /* key "audit_queue_max" [10000]: audit records held while
+	                                   the database is away before they spill to the log */
 };
 
 /* Fills every field with its default (strings are owned copies). */

@@ -239,6 +239,10 @@ void db_append_text_array(struct buf *b, const char *const *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			buf_append_char(b, ',');
+		if (!v[i]) {
+			buf_append_str(b, "NULL");
+			continue;
+		}
 		buf_append_char(b, '"');
 		for (const char *p = v[i]; *p; p++) {
 			if (*p == '"' || *p == '\\')

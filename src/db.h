@@ -37,8 +37,9 @@ bool db_ready(void);
 /* Jobs waiting for a worker. */
 unsigned db_backlog(void);
 
-/* Appends a PostgreSQL array literal of n strings / integers, for a
- * text-format parameter ($1::text[], $1::bigint[]). */
+/* Appends a PostgreSQL array literal of n strings (a NULL pointer is a
+ * NULL element) / integers, for a text-format parameter ($1::text[],
+ * $1::bigint[]). */
 struct buf;
 void db_append_text_array(struct buf *b, const char *const *v, size_t n);
 void db_append_int8_array(struct buf *b, const int64_t *v, size_t n);

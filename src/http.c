@@ -22,10 +22,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "embedded.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
+#include "netmask.h"
 #include "db.h"
 #include "publish.h"
 #include "registry.h"
@@ -34,20 +37,23 @@
 #include "subscribe.h"
 #include "target.h"
 #include "util/buf.h"
+#include "util/timeutil.h"
 #include "util/xmalloc.h"
 
 #define STREAM_BLOCK_SIZE 2048
 #define CONNECTION_MEMORY 8192
 #define IDLE_TIMEOUT_S 60
 
-enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_STREAM, ROUTE_PUBLISH,
-             ROUTE_ME, ROUTE_DEMO };
+enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_STREAM,
+             ROUTE_PUBLISH, ROUTE_ME, ROUTE_DEMO };
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_WAITING, PHASE_READY };
 
 struct request {
 	struct MHD_Connection *conn;
 	char *raw_target;
+	char remote[INET6_ADDRSTRLEN];
+	bool metrics_allowed;
 	enum phase phase;
 	enum route route;
 	struct target target;
@@ -66,6 +72,8 @@ struct request {
 };
 
 static const struct herald_config *cfg;
+static struct netmask *metrics_allow;
+static size_t metrics_allow_n;
 static struct MHD_Daemon *daemon_handle;
 static MHD_socket quiesced_fd = MHD_INVALID_SOCKET;
 static atomic_uint inflight;
@@ -89,6 +97,8 @@ static const struct stream_io stream_io = {io_suspend, io_resume};
 
 static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct reply *r)
 {
+	if (r->code)
+		metrics_count(METRIC_HTTP_ERRORS, r->code);
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 		r->body.len, r->body.data ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
 	if (r->content_type)
@@ -156,8 +166,14 @@ static enum MHD_Result queue_stream(struct request *req)
 	if (!refused)
 		registry_track(s);
 	registry_unlock();
-	if (refused)
+	struct identity who = {.session_id = s->session_id, .user_id = s->user_id,
+	                       .tenant_id = s->tenant_id, .org_id = s->org_id};
+	if (refused) {
+		subscribe_audit(&req->u.sub, &who, "rejected", "draining", 503);
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+	}
+	subscribe_audit(&req->u.sub, &who, "accepted", "ok", 200);
+	metrics_inc(METRIC_STREAMS_OPENED);
 
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);
@@ -196,6 +212,8 @@ static enum route route_of(const struct target *t, const char **allow)
 		return ROUTE_HEALTHZ;
 	if (t->nseg == 1 && seg_is(t, 0, "readyz"))
 		return ROUTE_READYZ;
+	if (t->nseg == 1 && seg_is(t, 0, "metrics"))
+		return ROUTE_METRICS;
 	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "stream"))
 		return ROUTE_STREAM;
 	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "me"))
@@ -267,7 +285,7 @@ static void me_run(struct db_job *job, PGconn *conn)
 	struct identity id;
 	enum session_status st = session_lookup(conn, &mj->cred, NULL, NULL, 0, &id, NULL);
 	if (st != SESSION_OK) {
-		session_reject(st, &mj->reply);
+		session_reject(st, &mj->cred, &id, "me", req->remote, &mj->reply);
 	} else {
 		struct buf b = BUF_INIT;
 		buf_printf(&b, "{\"session_id\":%lld,\"kind\":\"%s\",\"user_id\":",
@@ -331,13 +349,9 @@ static enum MHD_Result begin_stream(struct request *req)
 	free(sj->org_hint);
 	sj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));
 	sj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
-	if (sj->cred.source == CREDENTIAL_NONE || sj->cred.malformed) {
-		/* No database trip for a request that cannot authenticate. */
-		log_msg(LOG_INFO, "stream rejected", "reason",
-		        sj->cred.malformed ? "malformed" : "missing", NULL);
-		return queue_problem(req->conn, PROBLEM_UNAUTHENTICATED,
-		                     "a valid session token is required", NULL);
-	}
+	sj->remote = xstrdup(req->remote);
+	/* Even without a credential the answer comes from a worker, which
+	 * never touches the database for it: one path, one audit record. */
 	subscribe_prepare(sj);
 	start_job(req, &sj->job);
 	return MHD_YES;
@@ -353,8 +367,34 @@ static void begin_publish(struct request *req)
 	pj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
 	pj->content_type = opt_dup(header(req->conn, MHD_HTTP_HEADER_CONTENT_TYPE));
 	pj->origin = opt_dup(header(req->conn, MHD_HTTP_HEADER_ORIGIN));
+	pj->remote = xstrdup(req->remote);
+	pj->started_ns = time_mono_ns();
 	pj->done = publish_done;
 	pj->ctx = req;
+}
+
+static enum MHD_Result answer_metrics(struct request *req)
+{
+	if (!req->metrics_allowed)
+		return queue_problem(req->conn, PROBLEM_PERMISSION_DENIED,
+		                     "this address is not in metrics_allow", NULL);
+	registry_lock();
+	struct metrics_gauges g = {.streams_open = registry_stream_count()};
+	registry_unlock();
+	g.db_queue = db_backlog();
+	g.audit_backlog = audit_backlog();
+	g.ready = !atomic_load(&draining) && hub_ready() && db_ready();
+	struct buf b = BUF_INIT;
+	metrics_render(&b, &g);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(b.len, b.data,
+	                                                            MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	enum MHD_Result ret = MHD_queue_response(req->conn, 200, resp);
+	MHD_destroy_response(resp);
+	buf_free(&b);
+	return ret;
 }
 
 static enum MHD_Result handle_plain(struct request *req)
@@ -378,11 +418,10 @@ static enum MHD_Result handle_plain(struct request *req)
 		MHD_destroy_response(resp);
 		return ret;
 	}
+	case ROUTE_METRICS:
+		return answer_metrics(req);
 	case ROUTE_ME:
 		read_credential(req, &req->u.me.cred);
-		if (req->u.me.cred.source == CREDENTIAL_NONE || req->u.me.cred.malformed)
-			return queue_problem(req->conn, PROBLEM_UNAUTHENTICATED,
-			                     "a valid session token is required", NULL);
 		req->u.me.job.run = me_run;
 		start_job(req, &req->u.me.job);
 		return MHD_YES;
@@ -393,8 +432,24 @@ static enum MHD_Result handle_plain(struct request *req)
 	}
 }
 
+static void read_remote(struct request *req)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	req->remote[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, req->remote,
+		          sizeof(req->remote));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, req->remote,
+		          sizeof(req->remote));
+	req->metrics_allowed = netmask_match(metrics_allow, metrics_allow_n, sa);
+}
+
 static enum MHD_Result first_call(struct request *req, const char *method)
 {
+	read_remote(req);
 	if (!req->raw_target)
 		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST, "no request target", NULL);
 	enum target_result tr = target_parse(req->raw_target, strlen(req->raw_target), &req->target);
@@ -451,12 +506,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 			*upload_size = 0;
 			return MHD_YES;
 		}
-		if (req->u.pub.cred.source == CREDENTIAL_NONE || req->u.pub.cred.malformed) {
-			log_msg(LOG_INFO, "publish rejected", "reason",
-			        req->u.pub.cred.malformed ? "malformed" : "missing", NULL);
-			return queue_problem(conn, PROBLEM_UNAUTHENTICATED,
-			                     "a valid session token is required", NULL);
-		}
 		publish_prepare(&req->u.pub);
 		start_job(req, &req->u.pub.job);
 		return MHD_YES;
@@ -477,6 +526,32 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	return req;
 }
 
+/* Counts every stream end by reason; audits the ones herald forced. */
+static void stream_ended(struct request *req)
+{
+	struct stream *s = req->stream;
+	pthread_mutex_lock(&s->lock);
+	enum stream_end end = s->end;
+	pthread_mutex_unlock(&s->lock);
+	const char *why = stream_end_name(end);
+	char id[24];
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
+	log_msg(LOG_DEBUG, "stream closed", "stream", id, "tenant", s->tenant_id, "reason", why, NULL);
+	metrics_count(METRIC_STREAMS_CLOSED, why);
+	if (end == STREAM_END_CLIENT)
+		return;
+	struct buf d = BUF_INIT;
+	buf_printf(&d, "{\"reason\":\"%s\",\"stream\":\"%s/%s\"}", why, cfg->node_id, id);
+	struct audit_record a = {
+		.kind = "stream.close", .outcome = "closed", .session_id = s->session_id,
+		.user_id = s->user_id, .tenant_id = s->tenant_id, .org_id = s->org_id,
+		.channel = s->nch == 1 ? s->ch[0].name : NULL, .remote_addr = req->remote,
+		.detail = d.data,
+	};
+	audit_record(&a);
+	buf_free(&d);
+}
+
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
@@ -487,11 +562,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 	if (!req)
 		return;
 	if (req->stream) {
-		if (log_enabled(LOG_DEBUG)) {
-			char id[24];
-			snprintf(id, sizeof(id), "%llu", (unsigned long long)req->stream->id);
-			log_msg(LOG_DEBUG, "stream closed", "stream", id, NULL);
-		}
+		stream_ended(req);
 		registry_lock();
 		registry_remove(req->stream);
 		registry_unlock();
@@ -527,7 +598,12 @@ bool http_start(const struct herald_config *config)
 {
 	char *host;
 	unsigned port;
+	char err[128];
 	cfg = config;
+	if (!netmask_parse(cfg->metrics_allow, &metrics_allow, &metrics_allow_n, err, sizeof(err))) {
+		log_msg(LOG_ERROR, "bad metrics_allow", "error", err, NULL);
+		return false;
+	}
 	if (!config_split_listen(cfg->listen, &host, &port))
 		return false;
 	struct sockaddr_storage ss;
@@ -595,4 +671,6 @@ void http_stop(void)
 	if (quiesced_fd != MHD_INVALID_SOCKET)
 		close(quiesced_fd);
 	quiesced_fd = MHD_INVALID_SOCKET;
+	free(metrics_allow);
+	metrics_allow = NULL;
 }

@@ -41,10 +41,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "cursor.h"
 #include "db.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "replay.h"
 #include "util/buf.h"
@@ -68,6 +70,7 @@ static char *listen_appname;
 static char epoch[CURSOR_EPOCH_LEN + 1];
 static int64_t reconnect_at_ms, reconnect_backoff_ms;
 static int64_t next_heartbeat_ms, next_trim_ms;
+static bool lost_before; /* a listen after the first one is a reconnect */
 
 static pthread_mutex_t pending_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct stream **pending;
@@ -114,10 +117,15 @@ static void flush_wakes(void)
 static void dispatch_entry(struct registry_entry *e, int64_t seq, const char *type,
                            const char *data, size_t dlen, const char *published_at)
 {
+	int64_t published_ms;
 	if (seq <= e->last_seq)
 		return;
 	struct message *m = replay_event_message(epoch, e->event_digest, e->channel, seq,
 	                                         type, data, dlen, published_at);
+	m->received_ns = time_mono_ns();
+	metrics_inc(METRIC_EVENTS_RECEIVED);
+	if (time_parse_rfc3339(published_at, &published_ms))
+		metrics_observe(METRIC_NOTIFY_LAG_SECONDS, (double)(time_wall_ms() - published_ms) / 1e3);
 	for (size_t i = 0; i < e->nsubs; i++)
 		note_result(e->subs[i].s, stream_deliver(e->subs[i].s, e->subs[i].ch, m));
 	e->last_seq = seq;
@@ -329,6 +337,9 @@ static void try_connect(void)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
 	epoll_ctl(epfd, EPOLL_CTL_ADD, PQsocket(listen_conn), &ev);
 	reconnect_backoff_ms = 0;
+	if (lost_before)
+		metrics_inc(METRIC_LISTEN_RECONNECTS);
+	lost_before = true;
 	atomic_store(&ready, true);
 	log_msg(LOG_INFO, "listening", NULL);
 }
@@ -483,6 +494,7 @@ static void tick(void)
 {
 	int64_t now = time_mono_ms();
 	try_connect();
+	audit_tick();
 	if (now >= next_heartbeat_ms) {
 		next_heartbeat_ms = now + cfg->heartbeat_interval_ms;
 		struct message *hb = message_new_raw(": hb\n\n", 6);
@@ -506,7 +518,7 @@ static void client_left(uint64_t id)
 	registry_lock();
 	struct stream *s = registry_stream(id);
 	if (s)
-		r = stream_close(s, NULL);
+		r = stream_close(s, NULL, STREAM_END_CLIENT);
 	if (r == STREAM_DELIVER_WAKE)
 		push_stream(&wakes, &nwakes, &wakes_cap, s);
 	registry_unlock();
@@ -578,6 +590,7 @@ bool hub_ready(void)
 
 struct close_all {
 	struct message *m;
+	enum stream_end why;
 	struct stream **wake;
 	size_t n, cap, count;
 };
@@ -586,13 +599,13 @@ static void close_one(struct stream *s, void *arg)
 {
 	struct close_all *ca = arg;
 	ca->count++;
-	if (stream_close(s, ca->m) == STREAM_DELIVER_WAKE)
+	if (stream_close(s, ca->m, ca->why) == STREAM_DELIVER_WAKE)
 		push_stream(&ca->wake, &ca->n, &ca->cap, s);
 }
 
-size_t hub_close_all(struct message *m)
+size_t hub_close_all(struct message *m, enum stream_end why)
 {
-	struct close_all ca = {m, NULL, 0, 0, 0};
+	struct close_all ca = {m, why, NULL, 0, 0, 0};
 	registry_lock();
 	registry_each_stream(close_one, &ca);
 	registry_unlock();

@@ -21,7 +21,7 @@ void hub_register(struct stream *s);
 /* Watches fd, the socket of stream id, for the client hanging up. */
 void hub_watch(uint64_t stream_id, int fd);
 /* Ends every stream with m (a closing control message) — or, with m NULL,
- * drops them as if their clients had left. Returns how many were open. */
-size_t hub_close_all(struct message *m);
+ * drops them at once. Returns how many were open. */
+size_t hub_close_all(struct message *m, enum stream_end why);
 
 #endif

@@ -156,6 +156,27 @@ void log_msg(enum log_level level, const char *msg, ...)
 	end_record(&b);
 }
 
+void log_json(enum log_level level, const char *msg, const char *key, const char *json)
+{
+	struct buf b = BUF_INIT;
+
+	if (!log_enabled(level))
+		return;
+	begin_record(&b, level, msg);
+	if (current_format == LOG_FORMAT_TEXT) {
+		buf_append_char(&b, ' ');
+		append_text_escaped(&b, key);
+		buf_append_char(&b, '=');
+		append_text_escaped(&b, json);
+	} else {
+		buf_append_char(&b, ',');
+		buf_append_json_str(&b, key, strlen(key));
+		buf_append_char(&b, ':');
+		buf_append_str(&b, json);
+	}
+	end_record(&b);
+}
+
 void log_fmt(enum log_level level, const char *fmt, ...)
 {
 	struct buf b = BUF_INIT, msg = BUF_INIT;

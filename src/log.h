@@ -19,6 +19,10 @@ bool log_enabled(enum log_level level);
  * log_msg(LOG_INFO, "stream opened", "stream", id, "tenant", t, NULL). */
 void log_msg(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/* One record whose context is a single member holding already-encoded
+ * JSON (key: json), e.g. an audit record; text format prints it as is. */
+void log_json(enum log_level level, const char *msg, const char *key, const char *json);
+
 /* printf-style message without context. */
 void log_fmt(enum log_level level, const char *fmt, ...) HERALD_PRINTF(2, 3);
 

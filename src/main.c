@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
@@ -166,20 +167,20 @@ static void drain(const struct herald_config *cfg)
 	http_quiesce();
 	struct message *bye = message_new_control("herald.shutdown",
 		"{\"reason\":\"node shutting down\"}", true);
-	size_t n = hub_close_all(bye);
+	size_t n = hub_close_all(bye, STREAM_END_SHUTDOWN);
 	message_unref(bye);
 	char count[24];
 	snprintf(count, sizeof(count), "%zu", n);
 	log_msg(LOG_INFO, "draining", "streams", count, NULL);
 	if (!wait_idle(time_mono_ms() + cfg->drain_timeout_ms)) {
 		log_msg(LOG_WARN, "drain timeout, dropping remaining streams", NULL);
-		hub_close_all(NULL);
+		hub_close_all(NULL, STREAM_END_SHUTDOWN);
 		/* libmicrohttpd must not be stopped with a suspended connection:
 		 * wait for every stream and request, which the database timeouts
 		 * bound (db.c), however long that takes. */
 		while (!wait_idle(time_mono_ms() + 5000)) {
 			log_msg(LOG_WARN, "still waiting for streams or requests to finish", NULL);
-			hub_close_all(NULL);
+			hub_close_all(NULL, STREAM_END_SHUTDOWN);
 		}
 	}
 }
@@ -208,6 +209,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	registry_init();
+	audit_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;
@@ -227,6 +229,7 @@ int main(int argc, char **argv)
 	drain(&cfg);
 	http_stop();
 	hub_stop();
+	audit_stop();
 	db_stop();
 	registry_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);

@@ -19,6 +19,7 @@ static struct message *message_from_buf(enum message_kind kind, const struct buf
 	m->kind = kind;
 	m->closes = false;
 	m->seq = 0;
+	m->received_ns = 0;
 	m->len = b->len;
 	memcpy(m->body, b->data, b->len);
 	return m;

@@ -25,6 +25,7 @@ struct message {
 	enum message_kind kind;
 	bool closes;  /* the stream ends after writing this */
 	int64_t seq;  /* MESSAGE_EVENT: the per-channel sequence number */
+	int64_t received_ns; /* live events: monotonic time the hub received it */
 	size_t len;
 	char body[];  /* the frame bytes, ending with the blank line */
 };

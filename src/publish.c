@@ -14,10 +14,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit.h"
 #include "channel.h"
+#include "metrics.h"
 #include "log.h"
 #include "publish.h"
 #include "session.h"
+#include "util/timeutil.h"
 #include "util/xmalloc.h"
 
 #define PUBLISH_MAX_DEPTH 64
@@ -112,6 +115,8 @@ static void publish_event(struct publish_job *pj, PGconn *conn, const struct ide
 		buf_append_json_str(&b, pj->channel, strlen(pj->channel));
 		buf_append_char(&b, '}');
 		reply_json(&pj->reply, 201, &b);
+		metrics_inc(METRIC_EVENTS_PUBLISHED);
+		metrics_observe(METRIC_PUBLISH_SECONDS, (double)(time_mono_ns() - pj->started_ns) / 1e9);
 	} else {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		if (state && strncmp(state, "22", 2) == 0) {
@@ -126,6 +131,24 @@ static void publish_event(struct publish_job *pj, PGconn *conn, const struct ide
 	PQclear(r);
 }
 
+/* Every publish the server refuses after authentication is audited, with
+ * the problem code as the reason (integrity, scope, CSRF, storage). */
+static void audit_rejection(const struct publish_job *pj, const struct identity *id)
+{
+	bool scope = strcmp(pj->reply.code, "scope_violation") == 0;
+	struct buf d = BUF_INIT;
+	buf_printf(&d, "{\"reason\":\"%s\",\"status\":%u,\"route\":\"publish\"}",
+	           pj->reply.code, pj->reply.status);
+	struct audit_record a = {
+		.kind = scope ? "scope.violation" : "publish", .outcome = "rejected",
+		.session_id = id->session_id, .user_id = id->user_id, .tenant_id = id->tenant_id,
+		.org_id = id->org_id, .channel = pj->channel, .remote_addr = pj->remote,
+		.detail = d.data,
+	};
+	audit_record(&a);
+	buf_free(&d);
+}
+
 static void publish_run(struct db_job *job, PGconn *conn)
 {
 	struct publish_job *pj = (struct publish_job *)job;
@@ -135,9 +158,7 @@ static void publish_run(struct db_job *job, PGconn *conn)
 
 	enum session_status st = session_lookup(conn, &pj->cred, NULL, NULL, 0, &id, NULL);
 	if (st != SESSION_OK) {
-		log_msg(LOG_INFO, "publish rejected", "reason", session_status_name(st),
-		        "credential", credential_source_name(pj->cred.source), NULL);
-		session_reject(st, &pj->reply);
+		session_reject(st, &pj->cred, &id, "publish", pj->remote, &pj->reply);
 	} else if (pj->cred.source == CREDENTIAL_COOKIE &&
 	           !publish_origin_allowed(pj->origin, pj->cfg->cors_origins)) {
 		/* CSRF defence: a browser sends the cookie to any origin's form. */
@@ -156,6 +177,8 @@ static void publish_run(struct db_job *job, PGconn *conn)
 	} else {
 		publish_event(pj, conn, &id, org);
 	}
+	if (st == SESSION_OK && pj->reply.status != 201)
+		audit_rejection(pj, &id);
 	identity_free(&id);
 	pj->done(pj);
 }
@@ -172,6 +195,7 @@ void publish_free(struct publish_job *pj)
 	free(pj->org_hint);
 	free(pj->content_type);
 	free(pj->origin);
+	free(pj->remote);
 	buf_free(&pj->body);
 	reply_free(&pj->reply);
 	memset(pj, 0, sizeof(*pj));

@@ -10,6 +10,7 @@
 #define HERALD_PUBLISH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "config.h"
 #include "credential.h"
 #include "db.h"
@@ -28,6 +29,8 @@ struct publish_job {
 	char *tenant_hint, *org_hint;
 	char *content_type;   /* NULL when absent */
 	char *origin;         /* Origin header, NULL when absent */
+	char *remote;         /* client address for the audit */
+	int64_t started_ns;   /* request start, for the latency histogram */
 	struct buf body;
 	bool body_too_large;
 

@@ -140,7 +140,7 @@ static void replay_run(struct db_job *job, PGconn *conn)
 		/* The client reconnects with its cursor and tries again. */
 		for (size_t i = 0; i < n; i++)
 			message_unref(items[i].msg);
-		if (stream_close(s, NULL) == STREAM_DELIVER_WAKE)
+		if (stream_close(s, NULL, STREAM_END_DATABASE) == STREAM_DELIVER_WAKE)
 			stream_resume(s);
 	}
 	free(items);

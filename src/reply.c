@@ -43,6 +43,7 @@ void reply_problem(struct reply *r, enum problem p, const char *detail)
 {
 	reply_free(r);
 	r->status = problems[p].status;
+	r->code = problems[p].code;
 	r->content_type = "application/problem+json";
 	buf_append_str(&r->body, "{\"type\":\"urn:herald:");
 	buf_append_str(&r->body, problems[p].code);

@@ -32,6 +32,7 @@ enum problem {
 
 struct reply {
 	unsigned status;          /* 0 = not prepared */
+	const char *code;         /* problem code of an error reply, static */
 	const char *content_type; /* static string */
 	struct buf body;
 	const char *allow;        /* Allow header for 405, static */

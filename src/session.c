@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "db.h"
+#include "metrics.h"
 #include "reply.h"
 #include "log.h"
 #include "session.h"
@@ -98,12 +100,13 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 		st = SESSION_UNAVAILABLE;
 	} else if (PQntuples(r) == 0) {
 		st = SESSION_UNKNOWN;
-	} else if (strcmp(PQgetvalue(r, 0, 7), "t") == 0) {
-		st = SESSION_REVOKED;
-	} else if (strcmp(PQgetvalue(r, 0, 8), "t") == 0) {
-		st = SESSION_EXPIRED;
 	} else {
-		st = SESSION_OK;
+		if (strcmp(PQgetvalue(r, 0, 7), "t") == 0)
+			st = SESSION_REVOKED;
+		else if (strcmp(PQgetvalue(r, 0, 8), "t") == 0)
+			st = SESSION_EXPIRED;
+		else
+			st = SESSION_OK;
 		id->session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		id->service = strcmp(PQgetvalue(r, 0, 1), "service") == 0;
 		id->user_id = xstrdup(PQgetvalue(r, 0, 2));
@@ -111,7 +114,7 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 		id->org_id = opt_value(r, 4);
 		id->features = opt_value(r, 5);
 		id->expires_at = xstrdup(PQgetvalue(r, 0, 6));
-		if (heads) {
+		if (st == SESSION_OK && heads) {
 			snprintf(heads->epoch, sizeof(heads->epoch), "%s", PQgetvalue(r, 0, 9));
 			if (nch && !parse_heads(PQgetvalue(r, 0, 10), nch, heads)) {
 				log_msg(LOG_ERROR, "unexpected channel heads", NULL);
@@ -148,10 +151,30 @@ bool session_scope(const struct identity *id, const char *tenant_hint,
 	return true;
 }
 
-void session_reject(enum session_status st, struct reply *r)
+void session_reject(enum session_status st, const struct credential *c,
+                    const struct identity *id, const char *route, const char *remote,
+                    struct reply *r)
 {
-	if (st == SESSION_UNAVAILABLE)
+	if (st == SESSION_UNAVAILABLE) {
 		reply_problem(r, PROBLEM_UNAVAILABLE, "the database is unavailable");
-	else /* one body for every reason: the log and audit say which */
-		reply_problem(r, PROBLEM_UNAUTHENTICATED, "a valid session token is required");
+		return;
+	}
+	/* One body for every reason: only the audit and metrics say which. */
+	reply_problem(r, PROBLEM_UNAUTHENTICATED, "a valid session token is required");
+	const char *reason = session_status_name(st);
+	struct buf d = BUF_INIT;
+	buf_printf(&d, "{\"reason\":\"%s\",\"route\":\"%s\",\"credential\":\"%s\"}", reason,
+	           route, credential_source_name(c->source));
+	struct audit_record a = {
+		.kind = "auth.failure", .outcome = "rejected", .remote_addr = remote, .detail = d.data,
+	};
+	if (id && id->user_id) {
+		a.session_id = id->session_id;
+		a.user_id = id->user_id;
+		a.tenant_id = id->tenant_id;
+		a.org_id = id->org_id;
+	}
+	audit_record(&a);
+	metrics_count(METRIC_AUTH_FAILURES, reason);
+	buf_free(&d);
 }

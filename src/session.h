@@ -45,7 +45,9 @@ const char *session_status_name(enum session_status s);
 
 /* Resolves c on conn (NULL conn = unavailable). When nch > 0, also reads
  * the heads of channels in the scope (identity tenant, identity org or
- * org_hint for a tenant-wide session) into heads. */
+ * org_hint for a tenant-wide session) into heads. id is filled for
+ * SESSION_OK, and also for EXPIRED and REVOKED so the audit can say whose
+ * session it was; the caller always identity_free()s it. */
 enum session_status session_lookup(PGconn *conn, const struct credential *c,
                                    const char *org_hint, char *const *channels,
                                    size_t nch, struct identity *id,
@@ -57,7 +59,11 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 struct reply;
 bool session_scope(const struct identity *id, const char *tenant_hint,
                    const char *org_hint, const char **org, struct reply *r) HERALD_MUSTCHECK;
-/* Prepares the 401 (or 503) for a failed lookup. */
-void session_reject(enum session_status st, struct reply *r);
+/* Prepares the 401 (or 503) for a failed lookup, and records an
+ * authentication failure (audit auth.failure, metrics) with its precise
+ * reason; route names the endpoint ("stream", "publish", "me"). */
+void session_reject(enum session_status st, const struct credential *c,
+                    const struct identity *id, const char *route, const char *remote,
+                    struct reply *r);
 
 #endif

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "metrics.h"
 #include "stream.h"
+#include "util/timeutil.h"
 #include "util/xmalloc.h"
 
 static void queue_push(struct stream_queue *q, struct message *m, unsigned ch)
@@ -43,6 +45,24 @@ static void queue_clear(struct stream_queue *q)
 	struct stream_item it;
 	while (queue_pop(q, &it))
 		message_unref(it.msg);
+}
+
+const char *stream_end_name(enum stream_end e)
+{
+	switch (e) {
+	case STREAM_END_CLIENT: return "client";
+	case STREAM_END_SHUTDOWN: return "shutdown";
+	case STREAM_END_DATABASE: return "database";
+	case STREAM_END_RETENTION: return "retention";
+	}
+	return "client";
+}
+
+/* Lock held: the first reason herald gives is the one reported. */
+static void set_end_locked(struct stream *s, enum stream_end why)
+{
+	if (s->end == STREAM_END_CLIENT)
+		s->end = why;
 }
 
 static int compare_names(const void *a, const void *b)
@@ -218,6 +238,7 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 		if (gap) {
 			s->state = STREAM_CLOSED;
 			s->gone = true;
+			set_end_locked(s, STREAM_END_RETENTION);
 			queue_clear(&s->held);
 			queue_clear(&s->queue);
 			s->queued_bytes = 0;
@@ -233,10 +254,13 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 		stream_resume(s);
 }
 
-enum stream_deliver_result stream_close(struct stream *s, struct message *m)
+enum stream_deliver_result stream_close(struct stream *s, struct message *m,
+                                        enum stream_end why)
 {
 	enum stream_deliver_result r = STREAM_DELIVER_NONE;
 	pthread_mutex_lock(&s->lock);
+	if ((m && s->state != STREAM_CLOSED) || (!m && !s->gone))
+		set_end_locked(s, why);
 	if (m && s->state != STREAM_CLOSED) {
 		s->state = STREAM_CLOSED;
 		queue_clear(&s->held);
@@ -295,6 +319,8 @@ static bool render_next_locked(struct stream *s)
 	}
 	buf_append(&s->out, m->body, m->len);
 	s->out_closes = m->closes;
+	s->out_event = m->kind == MESSAGE_EVENT;
+	s->out_received_ns = m->received_ns;
 	message_unref(m);
 	return true;
 }
@@ -324,6 +350,13 @@ ssize_t stream_read(struct stream *s, char *buf, size_t max)
 		memcpy(buf + n, s->out.data + s->out_off, k);
 		s->out_off += k;
 		n += k;
+		if (s->out_off == s->out.len && s->out_event) {
+			s->out_event = false;
+			metrics_inc(METRIC_EVENTS_DELIVERED);
+			if (s->out_received_ns)
+				metrics_observe(METRIC_FANOUT_SECONDS,
+				                (double)(time_mono_ns() - s->out_received_ns) / 1e9);
+		}
 	}
 	if (n == 0 && s->out_off == s->out.len && s->out_closes)
 		s->ended = true;

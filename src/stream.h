@@ -39,6 +39,15 @@ struct stream_io {
 
 enum stream_state { STREAM_REGISTERING, STREAM_REPLAYING, STREAM_LIVE, STREAM_CLOSED };
 
+/* Why a stream ended; STREAM_END_CLIENT unless herald ended it. */
+enum stream_end {
+	STREAM_END_CLIENT,    /* the client went away */
+	STREAM_END_SHUTDOWN,  /* node draining */
+	STREAM_END_DATABASE,  /* the log could not be read to catch up */
+	STREAM_END_RETENTION, /* events it still needed were trimmed */
+};
+const char *stream_end_name(enum stream_end e);
+
 struct stream_channel {
 	char *name;
 	int64_t queued;   /* last seq queued (dedupe and gap detection) */
@@ -78,7 +87,10 @@ struct stream {
 	struct buf out;  /* rendered bytes of the item being written */
 	size_t out_off;
 	bool out_closes;
+	bool out_event;          /* the item being written is a channel event */
+	int64_t out_received_ns; /* when the hub received it (0 = replayed) */
 	bool suspended, ended, gone;
+	enum stream_end end;     /* the first reason herald ended it */
 
 	/* registry lock */
 	bool registered, finished;
@@ -127,7 +139,8 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n);
  * reference) is queued after what is already queued, once; m NULL means
  * the client is gone: everything is dropped and the connection is ended
  * with an error, even after a closing message was queued. */
-enum stream_deliver_result stream_close(struct stream *s, struct message *m);
+enum stream_deliver_result stream_close(struct stream *s, struct message *m,
+                                        enum stream_end why);
 /* Resumes the connection if the last call returned STREAM_DELIVER_WAKE. */
 void stream_resume(struct stream *s);
 

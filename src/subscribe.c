@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "channel.h"
 #include "cursor.h"
 #include "log.h"
@@ -81,6 +82,7 @@ void subscribe_free(struct subscribe_job *sj)
 	free(sj->tenant_hint);
 	free(sj->org_hint);
 	free(sj->cursor);
+	free(sj->remote);
 	reply_free(&sj->reply);
 	if (sj->stream)
 		stream_unref(sj->stream);
@@ -148,6 +150,38 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	sj->stream = s;
 }
 
+void subscribe_audit(const struct subscribe_job *sj, const struct identity *id,
+                     const char *outcome, const char *reason, unsigned status)
+{
+	struct buf d = BUF_INIT;
+	buf_append_str(&d, "{\"reason\":");
+	buf_append_json_str(&d, reason, strlen(reason));
+	buf_printf(&d, ",\"status\":%u,\"credential\":\"%s\",\"channels\":[", status,
+	           credential_source_name(sj->cred.source));
+	for (size_t i = 0; i < sj->nch; i++) {
+		if (i)
+			buf_append_char(&d, ',');
+		buf_append_json_str(&d, sj->channels[i], strlen(sj->channels[i]));
+	}
+	buf_append_str(&d, "]}");
+	struct audit_record a = {
+		.kind = "stream.open", .outcome = outcome, .remote_addr = sj->remote,
+		.channel = sj->nch == 1 ? sj->channels[0] : NULL, .detail = d.data,
+	};
+	if (id && id->user_id) {
+		a.session_id = id->session_id;
+		a.user_id = id->user_id;
+		a.tenant_id = id->tenant_id;
+		a.org_id = id->org_id;
+	}
+	audit_record(&a);
+	if (strcmp(reason, "scope_violation") == 0) {
+		a.kind = "scope.violation";
+		audit_record(&a);
+	}
+	buf_free(&d);
+}
+
 static void subscribe_run(struct db_job *job, PGconn *conn)
 {
 	struct subscribe_job *sj = (struct subscribe_job *)job;
@@ -159,15 +193,14 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 
 	enum session_status st = session_lookup(conn, &sj->cred, sj->org_hint, sj->channels,
 	                                        nch, &id, &heads);
-	if (st != SESSION_OK) {
-		log_msg(LOG_INFO, "stream rejected", "reason", session_status_name(st),
-		        "credential", credential_source_name(sj->cred.source), NULL);
-		session_reject(st, &sj->reply);
-	} else if (sj->syntax_error) {
+	if (st != SESSION_OK)
+		session_reject(st, &sj->cred, &id, "stream", sj->remote, &sj->reply);
+	else if (sj->syntax_error)
 		reply_problem(&sj->reply, PROBLEM_INVALID_REQUEST, sj->syntax_error);
-	} else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply)) {
+	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply))
 		build_stream(sj, &id, org, &heads);
-	}
+	if (sj->reply.status)
+		subscribe_audit(sj, &id, "rejected", sj->reply.code, sj->reply.status);
 	identity_free(&id);
 	sj->done(sj);
 }

@@ -16,6 +16,7 @@
 #include "credential.h"
 #include "db.h"
 #include "reply.h"
+#include "session.h"
 #include "stream.h"
 #include "target.h"
 
@@ -31,6 +32,7 @@ struct subscribe_job {
 	struct credential cred;
 	char *syntax_error; /* owned; reported after authentication */
 	char *tenant_hint, *org_hint, *cursor;
+	char *remote;       /* client address for the audit, owned */
 	char **channels;    /* owned, sorted, valid */
 	size_t nch;
 
@@ -46,5 +48,9 @@ void subscribe_init(struct subscribe_job *sj, const struct herald_config *cfg,
 /* Makes sj a database job; the caller queues it with db_submit. */
 void subscribe_prepare(struct subscribe_job *sj);
 void subscribe_free(struct subscribe_job *sj);
+/* Records the stream.open audit row (and scope.violation for a 403
+ * scope_violation). id may be NULL or partly filled. */
+void subscribe_audit(const struct subscribe_job *sj, const struct identity *id,
+                     const char *outcome, const char *reason, unsigned status);
 
 #endif

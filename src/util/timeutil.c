@@ -5,6 +5,8 @@
  * stall them; only timestamps shown to people and stored in the database
  * use wall time.
  */
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "util/timeutil.h"
@@ -23,6 +25,14 @@ static int64_t clock_ms(clockid_t id)
 int64_t time_mono_ms(void)
 {
 	return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t time_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int64_t time_wall_ms(void)
@@ -63,4 +73,22 @@ void time_format_rfc3339(int64_t wall_ms, char out[32])
 	p = put_digits(p, (unsigned)tm.tm_sec, 2, '.');
 	p = put_digits(p, (unsigned)(wall_ms % 1000), 3, 'Z');
 	*p = '\0';
+}
+
+bool time_parse_rfc3339(const char *s, int64_t *wall_ms)
+{
+	struct tm tm;
+	int ms, n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	           &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 || n != 24 || s[n] != '\0')
+		return false;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1)
+		return false;
+	*wall_ms = (int64_t)t * 1000 + ms;
+	return true;
 }
