@@ -19,6 +19,7 @@ PACKAGES=(
 	libmicrohttpd-dev libgnutls28-dev libjson-c-dev libpq-dev
 	postgresql postgresql-contrib
 	python3 curl ca-certificates
+	prometheus
 )
 
 say() { printf 'setup: %s\n' "$*"; }
