@@ -6,6 +6,7 @@
  * NULL connection so that callers answer 503 at once instead of queuing
  * behind an outage.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -99,9 +100,27 @@ static void worker_disconnect(struct worker *w)
 }
 
 /* Returns a usable connection or NULL while backing off. */
+/*
+ * An idle connection whose server went away still reads as OK until a
+ * query fails on it. Reading what is waiting on the socket (the server's
+ * FATAL notice, then EOF) without blocking finds out first, so no job is
+ * lost to a connection that is already dead.
+ */
+static bool conn_alive(PGconn *c)
+{
+	for (int i = 0; i < 4; i++) {
+		struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+		if (poll(&p, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(c))
+			return false;
+	}
+	return !db_conn_broken(c);
+}
+
 static PGconn *worker_conn(struct worker *w)
 {
-	if (w->conn && db_conn_broken(w->conn)) {
+	if (w->conn && !conn_alive(w->conn)) {
 		log_msg(LOG_WARN, "database connection lost", NULL);
 		worker_disconnect(w);
 	}

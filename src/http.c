@@ -453,9 +453,20 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 	if (!req->raw_target)
 		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST, "no request target", NULL);
 	enum target_result tr = target_parse(req->raw_target, strlen(req->raw_target), &req->target);
-	if (tr != TARGET_OK)
+	if (tr != TARGET_OK) {
+		/* Not routable, so no credential is read; a stream attempt is
+		 * still a connection attempt and is audited as one. */
+		if (strncmp(req->raw_target, "/v1/stream", 10) == 0) {
+			struct audit_record a = {
+				.kind = "stream.open", .outcome = "rejected", .remote_addr = req->remote,
+				.detail = "{\"reason\":\"invalid_request\",\"status\":400,\"route\":\"stream\","
+				          "\"error\":\"malformed request target\"}",
+			};
+			audit_record(&a);
+		}
 		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST,
 		                     "malformed request target", NULL);
+	}
 	req->target_ok = true;
 	const char *allow;
 	req->route = route_of(&req->target, &allow);

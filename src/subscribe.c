@@ -156,8 +156,13 @@ void subscribe_audit(const struct subscribe_job *sj, const struct identity *id,
 	struct buf d = BUF_INIT;
 	buf_append_str(&d, "{\"reason\":");
 	buf_append_json_str(&d, reason, strlen(reason));
-	buf_printf(&d, ",\"status\":%u,\"credential\":\"%s\",\"channels\":[", status,
+	buf_printf(&d, ",\"status\":%u,\"route\":\"stream\",\"credential\":\"%s\"", status,
 	           credential_source_name(sj->cred.source));
+	if (sj->syntax_error && strcmp(reason, "invalid_request") == 0) {
+		buf_append_str(&d, ",\"error\":");
+		buf_append_json_str(&d, sj->syntax_error, strlen(sj->syntax_error));
+	}
+	buf_append_str(&d, ",\"channels\":[");
 	for (size_t i = 0; i < sj->nch; i++) {
 		if (i)
 			buf_append_char(&d, ',');

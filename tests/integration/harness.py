@@ -284,6 +284,17 @@ class Postgres:
                 self.proc.wait()
         self.proc = None
 
+    def start_again(self, timeout=60):
+        """Starts the cluster again after stop(): same data directory, same
+        port (clients reconnect to the address they had). Does nothing while
+        it runs, so it is safe as a cleanup."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self._spawn("postgres" if _is_root() else None)
+        wait_for(self._accepting, timeout, interval=0.05,
+                 what=f"PostgreSQL to accept again on port {self.port} (log: {self.logfile})")
+        return self
+
     # -- access
 
     def conninfo(self, dbname=None, user=None, application_name=None):
@@ -830,6 +841,48 @@ class SSEClient:
 
 
 # ---------------------------------------------------------------------------
+# Prometheus text exposition (GET /metrics)
+
+
+_PROM_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*$')
+_PROM_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+class Metrics:
+    """Samples of a Prometheus text exposition (format 0.0.4).
+
+    value(name, **labels) is the sample with exactly those labels (None if
+    absent); .samples maps (name, frozenset(labels.items())) to a float.
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            m = _PROM_SAMPLE.match(line)
+            if not m:
+                raise HarnessError(f"metrics line {number} is not a sample: {line!r}")
+            name, raw, value = m.groups()
+            labels, pos = {}, 0
+            while raw and pos < len(raw):
+                lm = _PROM_LABEL.match(raw, pos)
+                if not lm:
+                    raise HarnessError(f"metrics line {number}: bad labels {raw!r}")
+                labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1),
+                                             lm.group(2))
+                pos = lm.end()
+            key = (name, frozenset(labels.items()))
+            if key in self.samples:
+                raise HarnessError(f"metrics line {number}: duplicate sample {line!r}")
+            self.samples[key] = float(value)
+
+    def value(self, name, **labels):
+        return self.samples.get((name, frozenset(labels.items())))
+
+
+# ---------------------------------------------------------------------------
 # herald processes
 
 
@@ -1001,6 +1054,13 @@ class Herald:
 
     def get(self, target, **kw):
         return http_request(self.port, "GET", target, **kw)
+
+    def metrics(self, timeout=5):
+        """GET /metrics parsed into a Metrics (HarnessError unless 200)."""
+        r = http_request(self.port, "GET", "/metrics", timeout=timeout)
+        if r.status != 200:
+            raise HarnessError(f"GET /metrics on {self.node_id}: {r!r}")
+        return Metrics(r.text)
 
     def sse(self, target, headers=None, timeout=10):
         return SSEClient(self.port, target, headers=headers, timeout=timeout,

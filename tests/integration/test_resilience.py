@@ -75,3 +75,18 @@ def test_publish_behind_a_held_channel_lock_fails_fast(ctx):
     assert r.status == 503, r
     assert r.json()["type"] == "urn:herald:unavailable", r
     assert time.monotonic() - started < 12, "the publish waited far beyond lock_timeout"
+
+
+def test_requests_succeed_at_once_after_a_database_restart(ctx):
+    """Idle worker connections die with the server; once /readyz is 200
+    again, the very first publishes must not fail on a dead connection."""
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    publish_ok(node, token, "chat:restart", "msg", {"n": 0})
+    ctx.on_cleanup(ctx.pg.start_again)
+    ctx.pg.stop()
+    node.wait_readyz(503, timeout=15)
+    ctx.pg.start_again()
+    node.wait_readyz(200, timeout=20)
+    statuses = [publish(node, token, "chat:restart", "msg", {"n": i}).status for i in range(1, 9)]
+    assert statuses == [201] * 8, f"publishes right after the restart answered {statuses}"
