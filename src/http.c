@@ -38,6 +38,7 @@
 #include "target.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "validity.h"
 #include "util/xmalloc.h"
 
 #define STREAM_BLOCK_SIZE 2048
@@ -174,6 +175,7 @@ static enum MHD_Result queue_stream(struct request *req)
 	}
 	subscribe_audit(&req->u.sub, &who, "accepted", "ok", 200);
 	metrics_inc(METRIC_STREAMS_OPENED);
+	validity_watch(s->expires_ms);
 
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);

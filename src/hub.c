@@ -22,9 +22,10 @@
  *      reconnects with backoff, LISTENs again, then reads every event after
  *      each entry's last_seq before marking itself ready.
  * The hub also sends heartbeats on a coarse tick, trims the log every
- * minute (through a database worker), and watches the sockets of streams
- * for EPOLLRDHUP, since a suspended connection never notices its client
- * leaving.
+ * minute (through a database worker), hands herald_control notifications
+ * and ticks to validity.c (revocation and expiry), and watches the sockets
+ * of streams for EPOLLRDHUP, since a suspended connection never notices
+ * its client leaving.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -52,6 +53,7 @@
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xmalloc.h"
+#include "validity.h"
 
 #define TAG_WAKE 1
 #define TAG_TIMER 2
@@ -232,7 +234,10 @@ static void drain_notifications(void)
 {
 	PGnotify *n;
 	while (listen_conn && (n = PQnotifies(listen_conn))) {
-		handle_notify(n->extra);
+		if (strcmp(n->relname, "herald_control") == 0)
+			validity_control(n->extra);
+		else
+			handle_notify(n->extra);
 		PQfreemem(n);
 	}
 }
@@ -314,7 +319,7 @@ static void try_connect(void)
 		listen_conn = NULL;
 	}
 	PGresult *r = listen_conn ? PQexec(listen_conn,
-		"LISTEN herald_events; SELECT epoch FROM herald.meta") : NULL;
+		"LISTEN herald_events; LISTEN herald_control; SELECT epoch FROM herald.meta") : NULL;
 	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		if (r)
 			log_msg(LOG_ERROR, "listen failed", "error", PQresultErrorMessage(r), NULL);
@@ -337,8 +342,11 @@ static void try_connect(void)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
 	epoll_ctl(epfd, EPOLL_CTL_ADD, PQsocket(listen_conn), &ev);
 	reconnect_backoff_ms = 0;
-	if (lost_before)
+	if (lost_before) {
+		/* Revocations may have been missed while not listening. */
 		metrics_inc(METRIC_LISTEN_RECONNECTS);
+		validity_recheck_all();
+	}
 	lost_before = true;
 	atomic_store(&ready, true);
 	log_msg(LOG_INFO, "listening", NULL);
@@ -495,6 +503,7 @@ static void tick(void)
 	int64_t now = time_mono_ms();
 	try_connect();
 	audit_tick();
+	validity_tick();
 	if (now >= next_heartbeat_ms) {
 		next_heartbeat_ms = now + cfg->heartbeat_interval_ms;
 		struct message *hb = message_new_raw(": hb\n\n", 6);

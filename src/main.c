@@ -28,6 +28,7 @@
 #include "registry.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "validity.h"
 
 static const char usage[] =
 	"Usage: herald [OPTION]...\n"
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
 
 	registry_init();
 	audit_start(&cfg);
+	validity_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;

@@ -29,7 +29,7 @@ enum metrics_counter {
 
 /* Labelled families; labels outside a family's list count as "other". */
 enum metrics_family {
-	METRIC_STREAMS_CLOSED, /* reason: client, shutdown, database, retention */
+	METRIC_STREAMS_CLOSED, /* reason: client, shutdown, database, retention, revoked, expired */
 	METRIC_AUTH_FAILURES,  /* reason: missing, malformed, unknown, expired, revoked */
 	METRIC_HTTP_ERRORS,    /* code: the problem codes of SPEC §7 */
 	METRIC_FAMILY_COUNT

@@ -17,6 +17,12 @@
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct map channel_map; /* key bytes -> struct registry_entry */
 static struct map streams;  /* stream id -> struct stream */
+static struct map sessions; /* session id -> struct session_streams */
+
+struct session_streams {
+	struct stream **v;
+	size_t n, cap;
+};
 
 void registry_digest(const char *tenant, const char *org, const char *const *channels,
                      size_t n, char out[13])
@@ -33,6 +39,7 @@ void registry_init(void)
 {
 	map_init(&channel_map);
 	map_init(&streams);
+	map_init(&sessions);
 }
 
 static void entry_free(struct registry_entry *e)
@@ -49,6 +56,11 @@ void registry_shutdown(void)
 		entry_free(v);
 	map_free(&channel_map);
 	map_free(&streams);
+	for (size_t i = 0; map_next(&sessions, &i, &v);) {
+		free(((struct session_streams *)v)->v);
+		free(v);
+	}
+	map_free(&sessions);
 }
 
 void registry_lock(void)
@@ -105,6 +117,39 @@ struct registry_entry *registry_create(const char *tenant, const char *org,
 void registry_track(struct stream *s)
 {
 	map_iput(&streams, s->id, s);
+	struct session_streams *ss = map_iget(&sessions, (uint64_t)s->session_id);
+	if (!ss) {
+		ss = xcalloc(1, sizeof(*ss));
+		map_iput(&sessions, (uint64_t)s->session_id, ss);
+	}
+	if (ss->n == ss->cap) {
+		ss->cap = ss->cap ? ss->cap * 2 : 2;
+		ss->v = xrealloc(ss->v, ss->cap * sizeof(*ss->v));
+	}
+	ss->v[ss->n++] = s;
+}
+
+static void untrack_session(struct stream *s)
+{
+	struct session_streams *ss = map_iget(&sessions, (uint64_t)s->session_id);
+	for (size_t i = 0; ss && i < ss->n; i++) {
+		if (ss->v[i] != s)
+			continue;
+		ss->v[i] = ss->v[--ss->n];
+		if (ss->n == 0) {
+			map_idel(&sessions, (uint64_t)s->session_id);
+			free(ss->v);
+			free(ss);
+		}
+		return;
+	}
+}
+
+struct stream *const *registry_session_streams(int64_t session_id, size_t *n)
+{
+	struct session_streams *ss = map_iget(&sessions, (uint64_t)session_id);
+	*n = ss ? ss->n : 0;
+	return ss ? ss->v : NULL;
 }
 
 void registry_subscribe(struct stream *s, struct registry_entry *const *entries)
@@ -124,8 +169,9 @@ void registry_subscribe(struct stream *s, struct registry_entry *const *entries)
 
 void registry_remove(struct stream *s)
 {
+	if (!s->finished && map_idel(&streams, s->id))
+		untrack_session(s);
 	s->finished = true;
-	map_idel(&streams, s->id);
 	if (!s->registered)
 		return;
 	s->registered = false;

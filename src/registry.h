@@ -53,6 +53,9 @@ void registry_subscribe(struct stream *s, struct registry_entry *const *entries)
  * finished; no delivery reaches it afterwards. */
 void registry_remove(struct stream *s);
 struct stream *registry_stream(uint64_t id);
+/* The streams of one session (borrowed array, valid until the next
+ * registry change); *n = 0 when none. */
+struct stream *const *registry_session_streams(int64_t session_id, size_t *n);
 size_t registry_stream_count(void);
 /* Calls fn for every stream / entry; fn must not add or remove. */
 void registry_each_stream(void (*fn)(struct stream *s, void *arg), void *arg);

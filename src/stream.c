@@ -54,6 +54,8 @@ const char *stream_end_name(enum stream_end e)
 	case STREAM_END_SHUTDOWN: return "shutdown";
 	case STREAM_END_DATABASE: return "database";
 	case STREAM_END_RETENTION: return "retention";
+	case STREAM_END_REVOKED: return "revoked";
+	case STREAM_END_EXPIRED: return "expired";
 	}
 	return "client";
 }

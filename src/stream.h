@@ -45,6 +45,8 @@ enum stream_end {
 	STREAM_END_SHUTDOWN,  /* node draining */
 	STREAM_END_DATABASE,  /* the log could not be read to catch up */
 	STREAM_END_RETENTION, /* events it still needed were trimmed */
+	STREAM_END_REVOKED,   /* session revoked, deleted or no longer resolving */
+	STREAM_END_EXPIRED,   /* session expires_at passed */
 };
 const char *stream_end_name(enum stream_end e);
 
@@ -73,7 +75,9 @@ struct stream {
 	const struct stream_io *io;
 	void *conn;
 
-	/* identity and subscription: immutable after stream_new */
+	/* identity and subscription: immutable after stream_new (token_hash is
+	 * filled by the creator before the stream is shared) */
+	unsigned char token_hash[32]; /* SHA-256 of the credential, for re-checks */
 	int64_t session_id;
 	char *user_id, *tenant_id, *org_id;
 	char epoch[9], digest[13];
@@ -94,6 +98,7 @@ struct stream {
 
 	/* registry lock */
 	bool registered, finished;
+	int64_t expires_ms; /* session expiry, wall clock; re-checks move it */
 };
 
 enum stream_deliver_result {

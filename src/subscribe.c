@@ -16,6 +16,7 @@
 #include "sse.h"
 #include "subscribe.h"
 #include "util/buf.h"
+#include "util/timeutil.h"
 #include "util/xmalloc.h"
 
 static atomic_uint_fast64_t next_stream_id = 1;
@@ -125,6 +126,9 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	struct stream *s = stream_new(atomic_fetch_add(&next_stream_id, 1), sj->io, sj->conn,
 	                              id->session_id, id->user_id, id->tenant_id, org,
 	                              heads->epoch, digest, sj->channels, start, sj->nch);
+	memcpy(s->token_hash, sj->cred.hash, sizeof(s->token_hash));
+	if (!time_parse_rfc3339(id->expires_at, &s->expires_ms))
+		s->expires_ms = INT64_MAX; /* beyond year 9999: never in practice */
 	struct buf retry = BUF_INIT;
 	sse_append_retry(&retry, (unsigned long)sj->cfg->retry_ms);
 	buf_append_char(&retry, '\n');

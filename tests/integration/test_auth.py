@@ -97,3 +97,21 @@ def test_bearer_wins_over_bad_query_token(ctx):
     target = stream_target(CHANNEL) + "&access_token=" + quote("not-a-token")
     client = ctx.sse(node, target=target, token=scope.token(user))
     assert_opens(ctx, client, user)
+
+
+def test_revocation_closes_open_streams_on_every_node(ctx):
+    n1, n2, scope = ctx.node("n1"), ctx.node("n2"), ctx.scope()
+    token = scope.token()
+    c1, _ = ctx.subscribe(n1, CHANNEL, token)
+    c2, _ = ctx.subscribe(n2, CHANNEL, token)
+    revoke(ctx.pg, token)
+    for client in (c1, c2):
+        client.read_until_type("herald.revoked", timeout=5)
+        assert client.wait_end(5), f"{client.label}: stream still open after herald.revoked"
+
+
+def test_expiry_closes_stream(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    client, _ = ctx.subscribe(node, CHANNEL, scope.token(ttl="2 seconds"))
+    client.read_until_type("herald.expired", timeout=6)
+    assert client.wait_end(5), "stream still open after herald.expired"

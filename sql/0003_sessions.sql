@@ -1,0 +1,82 @@
+-- herald schema version 3: continuous session validity and stream tickets.
+--
+-- Any change that can end a session's validity (revoked_at set, expires_at
+-- moved, the row deleted) NOTIFYs herald_control, and every node re-checks
+-- the affected sessions through herald.resolve_session() and closes their
+-- streams (herald.revoked / herald.expired). Applications that map their
+-- own session table call herald.sessions_changed() from their triggers.
+
+CREATE OR REPLACE FUNCTION herald.revoke_session(id bigint)
+RETURNS boolean LANGUAGE sql VOLATILE AS $$
+	WITH r AS (
+		UPDATE herald.sessions s SET revoked_at = now()
+		WHERE s.id = revoke_session.id AND s.revoked_at IS NULL
+		RETURNING 1
+	)
+	SELECT count(*) > 0 FROM r
+$$;
+
+CREATE OR REPLACE FUNCTION herald.revoke_user(tenant_id text, user_id text)
+RETURNS integer LANGUAGE sql VOLATILE AS $$
+	WITH r AS (
+		UPDATE herald.sessions s SET revoked_at = now()
+		WHERE s.tenant_id = revoke_user.tenant_id AND s.user_id = revoke_user.user_id
+		  AND s.revoked_at IS NULL
+		RETURNING 1
+	)
+	SELECT count(*)::integer FROM r
+$$;
+
+-- Tells every node that these sessions may have changed; NULL or an empty
+-- array means "re-check every live session". Long lists are sent in
+-- several notifications (NOTIFY payloads stay under 8000 bytes).
+CREATE OR REPLACE FUNCTION herald.sessions_changed(ids bigint[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	chunk bigint[];
+	i int := 1;
+	n int := coalesce(cardinality(ids), 0);
+BEGIN
+	IF n = 0 THEN
+		PERFORM pg_notify('herald_control', '{"k":"recheck"}');
+		RETURN;
+	END IF;
+	WHILE i <= n LOOP
+		chunk := ids[i:i + 399];
+		PERFORM pg_notify('herald_control',
+			json_build_object('k', 'sessions', 'ids', chunk)::text);
+		i := i + 400;
+	END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION herald.sessions_notify_change()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	changed bigint[];
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		SELECT array_agg(o.id) INTO changed FROM old_rows o;
+	ELSE
+		SELECT array_agg(n.id) INTO changed
+		FROM new_rows n JOIN old_rows o ON o.id = n.id
+		WHERE n.revoked_at IS DISTINCT FROM o.revoked_at
+		   OR n.expires_at IS DISTINCT FROM o.expires_at
+		   OR n.token_hash IS DISTINCT FROM o.token_hash;
+	END IF;
+	IF changed IS NOT NULL THEN
+		PERFORM herald.sessions_changed(changed);
+	END IF;
+	RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS sessions_notify_update ON herald.sessions;
+CREATE TRIGGER sessions_notify_update AFTER UPDATE ON herald.sessions
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION herald.sessions_notify_change();
+DROP TRIGGER IF EXISTS sessions_notify_delete ON herald.sessions;
+CREATE TRIGGER sessions_notify_delete AFTER DELETE ON herald.sessions
+	REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION herald.sessions_notify_change();
+
+INSERT INTO herald.schema_migrations (version, name) VALUES (3, 'sessions')
+ON CONFLICT DO NOTHING;
