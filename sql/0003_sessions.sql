@@ -78,5 +78,37 @@ CREATE TRIGGER sessions_notify_delete AFTER DELETE ON herald.sessions
 	REFERENCING OLD TABLE AS old_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION herald.sessions_notify_change();
 
+-- Stream tickets (POST /v1/tickets): single-use, short-lived, bound to the
+-- session whose token hash they carry (so revoking the session voids them).
+-- Only the SHA-256 of a ticket is stored. A used ticket opens a stream
+-- again only with a cursor proof made with cursor_key (see src/cursor.h).
+CREATE TABLE IF NOT EXISTS herald.tickets (
+	ticket_hash        bytea PRIMARY KEY CHECK (octet_length(ticket_hash) = 32),
+	token_hash         bytea NOT NULL,
+	session_id         bigint NOT NULL,
+	created_at         timestamptz NOT NULL DEFAULT now(),
+	expires_at         timestamptz NOT NULL, -- for the first use
+	session_expires_at timestamptz NOT NULL, -- reuse ends with the session
+	used_at            timestamptz
+);
+CREATE INDEX IF NOT EXISTS tickets_session_expires ON herald.tickets (session_expires_at);
+
+-- The key every node uses to prove ticket cursors. Rotating it makes
+-- ticket streams unable to resume by themselves (they need a new ticket).
+ALTER TABLE herald.meta ADD COLUMN IF NOT EXISTS cursor_key bytea NOT NULL
+	DEFAULT (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+
+-- Deletes tickets that can no longer be used: unused past their first-use
+-- window, or whose session has expired. Nodes call it with trim_events.
+CREATE OR REPLACE FUNCTION herald.trim_tickets()
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+	WITH d AS (
+		DELETE FROM herald.tickets t
+		WHERE (t.used_at IS NULL AND t.expires_at < now()) OR t.session_expires_at < now()
+		RETURNING 1
+	)
+	SELECT count(*) FROM d
+$$;
+
 INSERT INTO herald.schema_migrations (version, name) VALUES (3, 'sessions')
 ON CONFLICT DO NOTHING;

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "credential.h"
+#include "reply.h"
 
 static bool token_well_formed(const char *t, size_t n)
 {
@@ -55,7 +56,7 @@ bool credential_cookie(const char *header, const char *name, const char **val, s
 
 void credential_extract(struct credential *c, const char *authorization,
                         const char *cookie_header, const char *cookie_name,
-                        const char *query_token)
+                        const char *ticket, const char *query_token)
 {
 	const char *v;
 	size_t n;
@@ -82,6 +83,10 @@ void credential_extract(struct credential *c, const char *authorization,
 		take_token(c, CREDENTIAL_COOKIE, v, n);
 		return;
 	}
+	if (ticket) {
+		take_token(c, CREDENTIAL_TICKET, ticket, strlen(ticket));
+		return;
+	}
 	if (query_token)
 		take_token(c, CREDENTIAL_QUERY, query_token, strlen(query_token));
 }
@@ -91,8 +96,36 @@ const char *credential_source_name(enum credential_source s)
 	switch (s) {
 	case CREDENTIAL_BEARER: return "bearer";
 	case CREDENTIAL_COOKIE: return "cookie";
+	case CREDENTIAL_TICKET: return "ticket";
 	case CREDENTIAL_QUERY: return "query";
 	case CREDENTIAL_NONE: break;
 	}
 	return "none";
+}
+
+static bool origin_listed(const char *origin, const char *allowed)
+{
+	size_t n = origin ? strlen(origin) : 0;
+	if (n == 0 || !allowed)
+		return false;
+	for (const char *p = allowed; *p;) {
+		while (*p == ' ')
+			p++;
+		size_t k = strcspn(p, " ");
+		if (k == n && memcmp(p, origin, n) == 0)
+			return true;
+		p += k;
+	}
+	return false;
+}
+
+bool credential_post_allowed(const struct credential *c, const char *origin,
+                             const char *allowed, struct reply *r)
+{
+	if (c->source != CREDENTIAL_COOKIE || origin_listed(origin, allowed))
+		return true;
+	/* A browser attaches the cookie to a form posted from any site. */
+	reply_problem(r, PROBLEM_PERMISSION_DENIED,
+	              "cookie credentials on POST need an Origin listed in cors_origins");
+	return false;
 }

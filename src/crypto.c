@@ -43,3 +43,10 @@ void crypto_hex(const unsigned char *in, size_t n, char *out)
 	}
 	out[2 * n] = '\0';
 }
+
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
+                        unsigned char out[CRYPTO_SHA256_LEN])
+{
+	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, keylen, data, n, out) != 0)
+		abort(); /* cannot fail for SHA-256 short of memory exhaustion */
+}

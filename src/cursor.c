@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "cursor.h"
 
 static bool lower_hex(const char *s, size_t n, char *out)
@@ -58,14 +59,19 @@ bool cursor_parse(const char *s, size_t n, struct cursor *c)
 	    !lower_hex(s + CURSOR_EPOCH_LEN + 1, CURSOR_DIGEST_LEN, c->digest))
 		return false;
 	c->nseq = 0;
+	c->proof[0] = '\0';
 	for (;;) {
 		if (c->nseq == CURSOR_MAX_CHANNELS)
 			return false;
 		if (!parse_seq(s, n, &pos, &c->seq[c->nseq]))
 			return false;
 		c->nseq++;
+		c->body_len = pos;
 		if (pos == n)
 			return true;
+		if (s[pos] == '-')
+			return n - pos - 1 == CURSOR_PROOF_LEN &&
+			       lower_hex(s + pos + 1, CURSOR_PROOF_LEN, c->proof);
 		if (s[pos] != '.')
 			return false;
 		pos++;
@@ -104,4 +110,17 @@ void cursor_digest_input(struct buf *b, const char *tenant, const char *org,
 	length_prefixed(b, org);
 	for (i = 0; i < nchannels; i++)
 		length_prefixed(b, channels[i]);
+}
+
+void cursor_prove(const unsigned char key[32], const unsigned char ticket_hash[32],
+                  const char *body, size_t n, char out[CURSOR_PROOF_LEN + 1])
+{
+	struct buf msg = BUF_INIT;
+	unsigned char mac[CRYPTO_SHA256_LEN];
+
+	buf_append(&msg, ticket_hash, 32);
+	buf_append(&msg, body, n);
+	crypto_hmac_sha256(key, 32, msg.data, msg.len, mac);
+	crypto_hex(mac, CURSOR_PROOF_LEN / 2, out);
+	buf_free(&msg);
 }

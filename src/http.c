@@ -36,6 +36,7 @@
 #include "session.h"
 #include "subscribe.h"
 #include "target.h"
+#include "ticket.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "validity.h"
@@ -46,7 +47,7 @@
 #define IDLE_TIMEOUT_S 60
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_STREAM,
-             ROUTE_PUBLISH, ROUTE_ME, ROUTE_DEMO };
+             ROUTE_PUBLISH, ROUTE_TICKETS, ROUTE_ME, ROUTE_DEMO };
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_WAITING, PHASE_READY };
 
@@ -63,6 +64,7 @@ struct request {
 	union {
 		struct subscribe_job sub;
 		struct publish_job pub;
+		struct ticket_job tkt;
 		struct me_job {
 			struct db_job job;
 			struct credential cred;
@@ -220,6 +222,10 @@ static enum route route_of(const struct target *t, const char **allow)
 		return ROUTE_STREAM;
 	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "me"))
 		return ROUTE_ME;
+	if (t->nseg == 2 && seg_is(t, 0, "v1") && seg_is(t, 1, "tickets")) {
+		*allow = "POST";
+		return ROUTE_TICKETS;
+	}
 	if (t->nseg == 4 && seg_is(t, 0, "v1") && seg_is(t, 1, "channels") && seg_is(t, 3, "events")) {
 		*allow = "POST";
 		return ROUTE_PUBLISH;
@@ -245,8 +251,9 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
 static void read_credential(struct request *req, struct credential *c)
 {
 	const char *q = cfg->token_query_param ? target_param(&req->target, "access_token") : NULL;
+	const char *ticket = req->route == ROUTE_STREAM ? target_param(&req->target, "ticket") : NULL;
 	credential_extract(c, header(req->conn, MHD_HTTP_HEADER_AUTHORIZATION),
-	                   header(req->conn, MHD_HTTP_HEADER_COOKIE), cfg->cookie_name, q);
+	                   header(req->conn, MHD_HTTP_HEADER_COOKIE), cfg->cookie_name, ticket, q);
 }
 
 static const char *scope_hint(struct request *req, const char *hdr, const char *param)
@@ -278,6 +285,11 @@ static void subscribe_done(struct subscribe_job *sj)
 static void publish_done(struct publish_job *pj)
 {
 	job_done(pj->ctx);
+}
+
+static void ticket_done(struct ticket_job *tj)
+{
+	job_done(tj->ctx);
 }
 
 static void me_run(struct db_job *job, PGconn *conn)
@@ -327,6 +339,8 @@ static enum MHD_Result answer_ready(struct request *req)
 		return queue_stream(req);
 	case ROUTE_PUBLISH:
 		return queue_reply(req->conn, &req->u.pub.reply);
+	case ROUTE_TICKETS:
+		return queue_reply(req->conn, &req->u.tkt.reply);
 	case ROUTE_ME:
 		return queue_reply(req->conn, &req->u.me.reply);
 	default:
@@ -373,6 +387,17 @@ static void begin_publish(struct request *req)
 	pj->started_ns = time_mono_ns();
 	pj->done = publish_done;
 	pj->ctx = req;
+}
+
+static void begin_ticket(struct request *req)
+{
+	struct ticket_job *tj = &req->u.tkt;
+	tj->cfg = cfg;
+	read_credential(req, &tj->cred);
+	tj->origin = opt_dup(header(req->conn, MHD_HTTP_HEADER_ORIGIN));
+	tj->remote = xstrdup(req->remote);
+	tj->done = ticket_done;
+	tj->ctx = req;
 }
 
 static enum MHD_Result answer_metrics(struct request *req)
@@ -475,7 +500,7 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 	if (req->route == ROUTE_NONE)
 		return queue_problem(req->conn, PROBLEM_NOT_FOUND, "no such resource", NULL);
 	bool ok;
-	if (req->route == ROUTE_PUBLISH)
+	if (req->route == ROUTE_PUBLISH || req->route == ROUTE_TICKETS)
 		ok = strcmp(method, "POST") == 0;
 	else if (req->route == ROUTE_STREAM || req->route == ROUTE_ME)
 		ok = strcmp(method, "GET") == 0;
@@ -486,8 +511,11 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 		                     "method not allowed on this resource", allow);
 	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
-	if (req->route == ROUTE_PUBLISH) {
-		begin_publish(req);
+	if (req->route == ROUTE_PUBLISH || req->route == ROUTE_TICKETS) {
+		if (req->route == ROUTE_PUBLISH)
+			begin_publish(req);
+		else
+			begin_ticket(req);
 		req->phase = PHASE_BODY;
 		return MHD_YES;
 	}
@@ -511,16 +539,24 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		return first_call(req, method);
 	case PHASE_BODY:
 		if (*upload_size) {
+			/* A ticket request's body means nothing and is dropped. */
 			struct publish_job *pj = &req->u.pub;
-			if ((int64_t)(pj->body.len + *upload_size) > cfg->max_event_bytes)
-				pj->body_too_large = true;
-			else
-				buf_append(&pj->body, upload_data, *upload_size);
+			if (req->route == ROUTE_PUBLISH) {
+				if ((int64_t)(pj->body.len + *upload_size) > cfg->max_event_bytes)
+					pj->body_too_large = true;
+				else
+					buf_append(&pj->body, upload_data, *upload_size);
+			}
 			*upload_size = 0;
 			return MHD_YES;
 		}
-		publish_prepare(&req->u.pub);
-		start_job(req, &req->u.pub.job);
+		if (req->route == ROUTE_PUBLISH) {
+			publish_prepare(&req->u.pub);
+			start_job(req, &req->u.pub.job);
+		} else {
+			ticket_prepare(&req->u.tkt);
+			start_job(req, &req->u.tkt.job);
+		}
 		return MHD_YES;
 	case PHASE_WAITING:
 		return MHD_YES; /* not reached: suspended */
@@ -585,6 +621,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 		subscribe_free(&req->u.sub);
 	else if (req->route == ROUTE_PUBLISH)
 		publish_free(&req->u.pub);
+	else if (req->route == ROUTE_TICKETS)
+		ticket_free(&req->u.tkt);
 	else if (req->route == ROUTE_ME)
 		reply_free(&req->u.me.reply);
 	if (req->target_ok)

@@ -489,7 +489,7 @@ static void trim_run(struct db_job *job, PGconn *conn)
 	         (long long)cfg->history_retention_ms);
 	const char *values[1] = {retention};
 	if (conn) {
-		PGresult *r = PQexecParams(conn, "SELECT herald.trim_events($1::interval)",
+		PGresult *r = PQexecParams(conn, "SELECT herald.trim_events($1::interval), herald.trim_tickets()",
 		                           1, NULL, values, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK)
 			log_msg(LOG_WARN, "trim failed", "error", PQresultErrorMessage(r), NULL);

@@ -25,22 +25,6 @@
 
 #define PUBLISH_MAX_DEPTH 64
 
-bool publish_origin_allowed(const char *origin, const char *allowed)
-{
-	size_t n = origin ? strlen(origin) : 0;
-	if (n == 0 || !allowed)
-		return false;
-	for (const char *p = allowed; *p;) {
-		while (*p == ' ')
-			p++;
-		size_t k = strcspn(p, " ");
-		if (k == n && memcmp(p, origin, n) == 0)
-			return true;
-		p += k;
-	}
-	return false;
-}
-
 bool publish_media_type_ok(const char *ct)
 {
 	if (!ct)
@@ -159,11 +143,9 @@ static void publish_run(struct db_job *job, PGconn *conn)
 	enum session_status st = session_lookup(conn, &pj->cred, NULL, NULL, 0, &id, NULL);
 	if (st != SESSION_OK) {
 		session_reject(st, &pj->cred, &id, "publish", pj->remote, &pj->reply);
-	} else if (pj->cred.source == CREDENTIAL_COOKIE &&
-	           !publish_origin_allowed(pj->origin, pj->cfg->cors_origins)) {
-		/* CSRF defence: a browser sends the cookie to any origin's form. */
-		reply_problem(&pj->reply, PROBLEM_PERMISSION_DENIED,
-		              "cookie credentials on POST need an Origin listed in cors_origins");
+	} else if (!credential_post_allowed(&pj->cred, pj->origin, pj->cfg->cors_origins,
+	                                    &pj->reply)) {
+		/* reply prepared */
 	} else if (!channel_valid(pj->channel, strlen(pj->channel))) {
 		reply_problem(&pj->reply, PROBLEM_INVALID_REQUEST, "invalid channel name");
 	} else if (!session_scope(&id, pj->tenant_hint, pj->org_hint, &org, &pj->reply)) {

@@ -46,8 +46,6 @@ void publish_free(struct publish_job *pj);
  * "type" string and optional "data". On failure returns false with a
  * message for the 400 detail in err. */
 bool publish_check_body(const char *body, size_t n, char *err, size_t errlen);
-/* True when origin is one of the space-separated allowed origins. */
-bool publish_origin_allowed(const char *origin, const char *allowed);
 /* True for application/json, with optional parameters. */
 bool publish_media_type_ok(const char *content_type);
 

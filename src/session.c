@@ -1,6 +1,7 @@
 /*
  * session.c — the session query (see session.h).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +15,25 @@
 #include "util/buf.h"
 #include "util/xmalloc.h"
 
+/*
+ * $1 the token's (or ticket's) hash, $2 channels, $3 org hint, $4 whether
+ * $1 is a ticket, $5 whether that ticket came with a valid cursor proof.
+ * A ticket is claimed (first use) atomically: of two concurrent first uses
+ * one wins. A used ticket resolves only with a proof. Either way the
+ * session is then judged through resolve_session(), so revocation voids
+ * tickets.
+ */
 static const char lookup_sql[] =
-	"SELECT r.session_id, r.kind, r.user_id, r.tenant_id, r.org_id, r.features::text,"
+	"WITH claim AS ("
+	"  UPDATE herald.tickets t SET used_at = now()"
+	"  WHERE $4 AND t.ticket_hash = $1 AND t.used_at IS NULL AND t.expires_at > now()"
+	"  RETURNING t.token_hash),"
+	" k AS ("
+	"  SELECT $1::bytea AS h WHERE NOT $4"
+	"  UNION ALL SELECT claim.token_hash FROM claim"
+	"  UNION ALL SELECT t.token_hash FROM herald.tickets t"
+	"   WHERE $4 AND $5 AND t.ticket_hash = $1 AND t.used_at IS NOT NULL)"
+	" SELECT r.session_id, r.kind, r.user_id, r.tenant_id, r.org_id, r.features::text,"
 	" to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
 	" r.revoked_at IS NOT NULL, r.expires_at <= now(),"
 	" (SELECT m.epoch FROM herald.meta m),"
@@ -26,8 +44,48 @@ static const char lookup_sql[] =
 	"    AND h.org_id = coalesce(r.org_id, $3) AND h.channel = c.ch"
 	"   LEFT JOIN herald.channel_trims t ON t.tenant_id = r.tenant_id"
 	"    AND t.org_id = coalesce(r.org_id, $3) AND t.channel = c.ch"
-	"   ORDER BY c.i), ',') END"
-	" FROM herald.resolve_session($1) AS r LIMIT 1";
+	"   ORDER BY c.i), ',') END,"
+	" encode(k.h, 'hex')"
+	" FROM k CROSS JOIN LATERAL herald.resolve_session(k.h) AS r LIMIT 1";
+
+static pthread_mutex_t key_mutex = PTHREAD_MUTEX_INITIALIZER;
+static bool have_key;
+static unsigned char cursor_key[32];
+
+bool session_cursor_key(PGconn *conn, unsigned char key[32])
+{
+	pthread_mutex_lock(&key_mutex);
+	if (!have_key && conn) {
+		PGresult *r = PQexecParams(conn, "SELECT cursor_key FROM herald.meta", 0, NULL, NULL,
+		                           NULL, NULL, 1);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+		    PQgetlength(r, 0, 0) == (int)sizeof(cursor_key)) {
+			memcpy(cursor_key, PQgetvalue(r, 0, 0), sizeof(cursor_key));
+			have_key = true;
+		} else {
+			log_msg(LOG_ERROR, "cannot read the cursor key", "error", PQresultErrorMessage(r), NULL);
+		}
+		PQclear(r);
+	}
+	bool ok = have_key;
+	if (ok)
+		memcpy(key, cursor_key, sizeof(cursor_key));
+	pthread_mutex_unlock(&key_mutex);
+	return ok;
+}
+
+static bool hex_to_bytes(const char *hex, unsigned char *out, size_t n)
+{
+	if (strlen(hex) != 2 * n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (unsigned char)v;
+	}
+	return true;
+}
 
 void identity_free(struct identity *id)
 {
@@ -88,10 +146,12 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 
 	struct buf arr = BUF_INIT;
 	db_append_text_array(&arr, (const char *const *)channels, nch);
-	const char *values[3] = {(const char *)c->hash, arr.data, org_hint};
-	int lengths[3] = {CRYPTO_SHA256_LEN, 0, 0};
-	int formats[3] = {1, 0, 0};
-	PGresult *r = PQexecParams(conn, lookup_sql, 3, NULL, values, lengths, formats, 0);
+	bool ticket = c->source == CREDENTIAL_TICKET;
+	const char *values[5] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
+	                         c->ticket_reuse ? "t" : "f"};
+	int lengths[5] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0};
+	int formats[5] = {1, 0, 0, 0, 0};
+	PGresult *r = PQexecParams(conn, lookup_sql, 5, NULL, values, lengths, formats, 0);
 	buf_free(&arr);
 
 	enum session_status st;
@@ -114,6 +174,8 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 		id->org_id = opt_value(r, 4);
 		id->features = opt_value(r, 5);
 		id->expires_at = xstrdup(PQgetvalue(r, 0, 6));
+		if (!hex_to_bytes(PQgetvalue(r, 0, 11), id->token_hash, sizeof(id->token_hash)))
+			st = SESSION_UNAVAILABLE; /* cannot happen: encode() of a 32-byte hash */
 		if (st == SESSION_OK && heads) {
 			snprintf(heads->epoch, sizeof(heads->epoch), "%s", PQgetvalue(r, 0, 9));
 			if (nch && !parse_heads(PQgetvalue(r, 0, 10), nch, heads)) {

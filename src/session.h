@@ -32,6 +32,7 @@ struct identity {
 	char *org_id;     /* NULL for a tenant-wide service session */
 	char *features;   /* PostgreSQL text[] literal, NULL = no list */
 	char *expires_at; /* RFC 3339 UTC */
+	unsigned char token_hash[32]; /* the session token's hash (also via a ticket) */
 };
 
 /* Heads of the channels asked for, in the caller's order. */
@@ -52,6 +53,10 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
                                    const char *org_hint, char *const *channels,
                                    size_t nch, struct identity *id,
                                    struct session_heads *heads) HERALD_MUSTCHECK;
+
+/* The key that proves ticket cursors (herald.meta.cursor_key), read once
+ * per process through conn; false when it cannot be read. */
+bool session_cursor_key(PGconn *conn, unsigned char key[32]) HERALD_MUSTCHECK;
 
 /* Applies the explicit scope hints (Herald-Tenant / Herald-Org, SPEC §2)
  * to id. On success returns true with *org the effective org (borrowed

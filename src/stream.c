@@ -290,9 +290,16 @@ void stream_resume(struct stream *s)
 static void cursor_locked(struct stream *s, struct buf *b)
 {
 	int64_t seq[CURSOR_MAX_CHANNELS];
+	size_t start = b->len;
 	for (size_t i = 0; i < s->nch; i++)
 		seq[i] = s->ch[i].sent;
 	cursor_format(b, s->epoch, s->digest, seq, s->nch);
+	if (s->prove) {
+		char proof[CURSOR_PROOF_LEN + 1];
+		cursor_prove(s->proof_key, s->ticket_hash, b->data + start, b->len - start, proof);
+		buf_append_char(b, '-');
+		buf_append_str(b, proof);
+	}
 }
 
 void stream_cursor(struct stream *s, struct buf *b)

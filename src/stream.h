@@ -77,7 +77,9 @@ struct stream {
 
 	/* identity and subscription: immutable after stream_new (token_hash is
 	 * filled by the creator before the stream is shared) */
-	unsigned char token_hash[32]; /* SHA-256 of the credential, for re-checks */
+	unsigned char token_hash[32]; /* SHA-256 of the session token, for re-checks */
+	bool prove;                   /* opened with a ticket: cursors carry a proof */
+	unsigned char ticket_hash[32], proof_key[32];
 	int64_t session_id;
 	char *user_id, *tenant_id, *org_id;
 	char epoch[9], digest[13];

@@ -8,6 +8,7 @@
 
 #include "audit.h"
 #include "channel.h"
+#include "crypto.h"
 #include "cursor.h"
 #include "log.h"
 #include "registry.h"
@@ -126,7 +127,12 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	struct stream *s = stream_new(atomic_fetch_add(&next_stream_id, 1), sj->io, sj->conn,
 	                              id->session_id, id->user_id, id->tenant_id, org,
 	                              heads->epoch, digest, sj->channels, start, sj->nch);
-	memcpy(s->token_hash, sj->cred.hash, sizeof(s->token_hash));
+	memcpy(s->token_hash, id->token_hash, sizeof(s->token_hash));
+	if (sj->cred.source == CREDENTIAL_TICKET) {
+		s->prove = true;
+		memcpy(s->ticket_hash, sj->cred.hash, sizeof(s->ticket_hash));
+		memcpy(s->proof_key, sj->proof_key, sizeof(s->proof_key));
+	}
 	if (!time_parse_rfc3339(id->expires_at, &s->expires_ms))
 		s->expires_ms = INT64_MAX; /* beyond year 9999: never in practice */
 	struct buf retry = BUF_INIT;
@@ -191,6 +197,25 @@ void subscribe_audit(const struct subscribe_job *sj, const struct identity *id,
 	buf_free(&d);
 }
 
+/*
+ * A ticket may open a stream again only with a cursor one of its own
+ * streams sent: the cursor's proof must be the ticket's. Also loads the
+ * key that this ticket's new stream will prove its cursors with. false
+ * when the key cannot be read.
+ */
+static bool check_ticket_proof(struct subscribe_job *sj, PGconn *conn)
+{
+	struct cursor c;
+	char expect[CURSOR_PROOF_LEN + 1];
+	if (!conn || !session_cursor_key(conn, sj->proof_key))
+		return false;
+	if (sj->cursor && cursor_parse(sj->cursor, strlen(sj->cursor), &c) && c.proof[0]) {
+		cursor_prove(sj->proof_key, sj->cred.hash, sj->cursor, c.body_len, expect);
+		sj->cred.ticket_reuse = crypto_equal(expect, c.proof, CURSOR_PROOF_LEN);
+	}
+	return true;
+}
+
 static void subscribe_run(struct db_job *job, PGconn *conn)
 {
 	struct subscribe_job *sj = (struct subscribe_job *)job;
@@ -200,8 +225,14 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	size_t nch = sj->syntax_error ? 0 : sj->nch;
 	const char *org;
 
-	enum session_status st = session_lookup(conn, &sj->cred, sj->org_hint, sj->channels,
-	                                        nch, &id, &heads);
+	enum session_status st;
+	if (sj->cred.source == CREDENTIAL_TICKET && !sj->cred.malformed &&
+	    !check_ticket_proof(sj, conn)) {
+		memset(&id, 0, sizeof(id));
+		st = SESSION_UNAVAILABLE;
+	} else {
+		st = session_lookup(conn, &sj->cred, sj->org_hint, sj->channels, nch, &id, &heads);
+	}
 	if (st != SESSION_OK)
 		session_reject(st, &sj->cred, &id, "stream", sj->remote, &sj->reply);
 	else if (sj->syntax_error)

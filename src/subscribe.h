@@ -36,6 +36,8 @@ struct subscribe_job {
 	char **channels;    /* owned, sorted, valid */
 	size_t nch;
 
+	unsigned char proof_key[32]; /* ticket streams: loaded by the job */
+
 	/* out */
 	struct reply reply;     /* status != 0: answer with it */
 	struct stream *stream;  /* otherwise: the new stream (one reference) */
