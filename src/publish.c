@@ -125,10 +125,9 @@ static void audit_rejection(const struct publish_job *pj, const struct identity 
 	           pj->reply.code, pj->reply.status);
 	struct audit_record a = {
 		.kind = scope ? "scope.violation" : "publish", .outcome = "rejected",
-		.session_id = id->session_id, .user_id = id->user_id, .tenant_id = id->tenant_id,
-		.org_id = id->org_id, .channel = pj->channel, .remote_addr = pj->remote,
-		.detail = d.data,
+		.channel = pj->channel, .remote_addr = pj->remote, .detail = d.data,
 	};
+	session_audit_who(&a, id);
 	audit_record(&a);
 	buf_free(&d);
 }

@@ -213,6 +213,16 @@ bool session_scope(const struct identity *id, const char *tenant_hint,
 	return true;
 }
 
+void session_audit_who(struct audit_record *a, const struct identity *id)
+{
+	if (!id || !id->user_id)
+		return;
+	a->session_id = id->session_id;
+	a->user_id = id->user_id;
+	a->tenant_id = id->tenant_id;
+	a->org_id = id->org_id;
+}
+
 void session_reject(enum session_status st, const struct credential *c,
                     const struct identity *id, const char *route, const char *remote,
                     struct reply *r)
@@ -230,12 +240,7 @@ void session_reject(enum session_status st, const struct credential *c,
 	struct audit_record a = {
 		.kind = "auth.failure", .outcome = "rejected", .remote_addr = remote, .detail = d.data,
 	};
-	if (id && id->user_id) {
-		a.session_id = id->session_id;
-		a.user_id = id->user_id;
-		a.tenant_id = id->tenant_id;
-		a.org_id = id->org_id;
-	}
+	session_audit_who(&a, id);
 	audit_record(&a);
 	metrics_count(METRIC_AUTH_FAILURES, reason);
 	buf_free(&d);

@@ -64,6 +64,11 @@ bool session_cursor_key(PGconn *conn, unsigned char key[32]) HERALD_MUSTCHECK;
 struct reply;
 bool session_scope(const struct identity *id, const char *tenant_hint,
                    const char *org_hint, const char **org, struct reply *r) HERALD_MUSTCHECK;
+/* Fills the session, user, tenant and org of an audit record from id
+ * (nothing when id is NULL or holds no session). */
+struct audit_record;
+void session_audit_who(struct audit_record *a, const struct identity *id);
+
 /* Prepares the 401 (or 503) for a failed lookup, and records an
  * authentication failure (audit auth.failure, metrics) with its precise
  * reason; route names the endpoint ("stream", "publish", "me"). */

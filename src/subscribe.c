@@ -183,12 +183,7 @@ void subscribe_audit(const struct subscribe_job *sj, const struct identity *id,
 		.kind = "stream.open", .outcome = outcome, .remote_addr = sj->remote,
 		.channel = sj->nch == 1 ? sj->channels[0] : NULL, .detail = d.data,
 	};
-	if (id && id->user_id) {
-		a.session_id = id->session_id;
-		a.user_id = id->user_id;
-		a.tenant_id = id->tenant_id;
-		a.org_id = id->org_id;
-	}
+	session_audit_who(&a, id);
 	audit_record(&a);
 	if (strcmp(reason, "scope_violation") == 0) {
 		a.kind = "scope.violation";
