@@ -178,6 +178,8 @@ static enum MHD_Result queue_stream(struct request *req)
 	subscribe_audit(&req->u.sub, &who, "accepted", "ok", 200);
 	metrics_inc(METRIC_STREAMS_OPENED);
 	validity_watch(s->expires_ms);
+	if (validity_generation() != req->u.sub.validity_gen)
+		validity_recheck_session(s->session_id); /* a revocation may have passed it by */
 
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);

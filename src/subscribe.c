@@ -18,6 +18,7 @@
 #include "subscribe.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "validity.h"
 #include "util/xmalloc.h"
 
 static atomic_uint_fast64_t next_stream_id = 1;
@@ -221,6 +222,7 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	const char *org;
 
 	enum session_status st;
+	sj->validity_gen = validity_generation();
 	if (sj->cred.source == CREDENTIAL_TICKET && !sj->cred.malformed &&
 	    !check_ticket_proof(sj, conn)) {
 		memset(&id, 0, sizeof(id));

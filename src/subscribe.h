@@ -37,6 +37,7 @@ struct subscribe_job {
 	size_t nch;
 
 	unsigned char proof_key[32]; /* ticket streams: loaded by the job */
+	uint64_t validity_gen;       /* validity_generation() before the lookup */
 
 	/* out */
 	struct reply reply;     /* status != 0: answer with it */

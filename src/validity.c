@@ -46,6 +46,7 @@ struct recheck_job {
 static const struct herald_config *cfg;
 static atomic_int_fast64_t next_expiry_ms = INT64_MAX;
 static atomic_bool recheck_pending;
+static atomic_uint_fast64_t generation;
 static int64_t next_recheck_ms;
 
 void validity_start(const struct herald_config *config)
@@ -279,8 +280,14 @@ static void submit(struct recheck_job *all)
 	recheck_free(all);
 }
 
+uint64_t validity_generation(void)
+{
+	return atomic_load(&generation);
+}
+
 void validity_recheck_all(void)
 {
+	atomic_fetch_add(&generation, 1); /* before collecting: see validity.h */
 	struct collect c = {xcalloc(1, sizeof(struct recheck_job)), {0}, 0};
 	map_init(&c.seen);
 	registry_lock();
@@ -292,6 +299,7 @@ void validity_recheck_all(void)
 
 static void recheck_sessions(const int64_t *ids, size_t n)
 {
+	atomic_fetch_add(&generation, 1); /* before collecting: see validity.h */
 	struct collect c = {xcalloc(1, sizeof(struct recheck_job)), {0}, 0};
 	map_init(&c.seen);
 	c.rj->sessions = xmalloc((n ? n : 1) * sizeof(*ids));
@@ -307,6 +315,11 @@ static void recheck_sessions(const int64_t *ids, size_t n)
 	registry_unlock();
 	map_free(&c.seen);
 	submit(c.rj);
+}
+
+void validity_recheck_session(int64_t session_id)
+{
+	recheck_sessions(&session_id, 1);
 }
 
 void validity_control(const char *payload)

@@ -32,4 +32,11 @@ void validity_recheck_all(void);
 /* A new stream expires at expires_ms (wall clock). */
 void validity_watch(int64_t expires_ms);
 
+/* Counts session-change notices and full re-checks as they start. A
+ * stream open reads it before its session lookup; if it moved by the time
+ * the stream is tracked, a notice may have missed the stream, which must
+ * then call validity_recheck_session(). */
+uint64_t validity_generation(void);
+void validity_recheck_session(int64_t session_id);
+
 #endif
