@@ -48,6 +48,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "registry.h"
 #include "replay.h"
 #include "util/buf.h"
@@ -346,6 +347,7 @@ static void try_connect(void)
 		/* Revocations may have been missed while not listening. */
 		metrics_inc(METRIC_LISTEN_RECONNECTS);
 		validity_recheck_all();
+		policy_changed(NULL);
 	}
 	lost_before = true;
 	atomic_store(&ready, true);
@@ -504,6 +506,7 @@ static void tick(void)
 	try_connect();
 	audit_tick();
 	validity_tick();
+	policy_tick();
 	if (now >= next_heartbeat_ms) {
 		next_heartbeat_ms = now + cfg->heartbeat_interval_ms;
 		struct message *hb = message_new_raw(": hb\n\n", 6);

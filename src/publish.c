@@ -17,6 +17,7 @@
 #include "audit.h"
 #include "channel.h"
 #include "metrics.h"
+#include "policy.h"
 #include "log.h"
 #include "publish.h"
 #include "session.h"
@@ -139,16 +140,25 @@ static void publish_run(struct db_job *job, PGconn *conn)
 	const char *org;
 	char err[160];
 
-	enum session_status st = session_lookup(conn, &pj->cred, NULL, NULL, 0, &id, NULL);
+	int64_t seq, trimmed;
+	bool feature, allowed;
+	struct session_heads heads = {.permission = PERMISSION_PUBLISH, .seq = &seq,
+	                              .trimmed = &trimmed, .feature = &feature, .allowed = &allowed};
+	bool valid = channel_valid(pj->channel, strlen(pj->channel)), authz_denied = false;
+	enum session_status st = session_lookup(conn, &pj->cred, pj->org_hint, &pj->channel,
+	                                        valid ? 1 : 0, &id, &heads);
 	if (st != SESSION_OK) {
 		session_reject(st, &pj->cred, &id, "publish", pj->remote, &pj->reply);
 	} else if (!credential_post_allowed(&pj->cred, pj->origin, pj->cfg->cors_origins,
 	                                    &pj->reply)) {
 		/* reply prepared */
-	} else if (!channel_valid(pj->channel, strlen(pj->channel))) {
+	} else if (!valid) {
 		reply_problem(&pj->reply, PROBLEM_INVALID_REQUEST, "invalid channel name");
 	} else if (!session_scope(&id, pj->tenant_hint, pj->org_hint, &org, &pj->reply)) {
 		/* reply prepared */
+	} else if (!policy_decide(&id, org, &pj->channel, 1, &heads, "publish", pj->remote,
+	                          &pj->reply)) {
+		authz_denied = true; /* audited there (authz.denied) */
 	} else if (pj->body_too_large) {
 		reply_problem(&pj->reply, PROBLEM_PAYLOAD_TOO_LARGE, "the body exceeds max_event_bytes");
 	} else if (!publish_media_type_ok(pj->content_type)) {
@@ -158,7 +168,7 @@ static void publish_run(struct db_job *job, PGconn *conn)
 	} else {
 		publish_event(pj, conn, &id, org);
 	}
-	if (st == SESSION_OK && pj->reply.status != 201)
+	if (st == SESSION_OK && pj->reply.status != 201 && !authz_denied)
 		audit_rejection(pj, &id);
 	identity_free(&id);
 	pj->done(pj);

@@ -17,7 +17,9 @@
 
 /*
  * $1 the token's (or ticket's) hash, $2 channels, $3 org hint, $4 whether
- * $1 is a ticket, $5 whether that ticket came with a valid cursor proof.
+ * $1 is a ticket, $5 whether that ticket came with a valid cursor proof,
+ * $6 the permission to decide for each channel (NULL: none). Per channel:
+ * "seq:trimmed:feature enabled:authorized", all in this one round trip.
  * A ticket is claimed (first use) atomically: of two concurrent first uses
  * one wins. A used ticket resolves only with a proof. Either way the
  * session is then judged through resolve_session(), so revocation voids
@@ -38,7 +40,10 @@ static const char lookup_sql[] =
 	" r.revoked_at IS NOT NULL, r.expires_at <= now(),"
 	" (SELECT m.epoch FROM herald.meta m),"
 	" CASE WHEN cardinality($2::text[]) > 0 THEN array_to_string(ARRAY("
-	"   SELECT coalesce(h.seq, 0) || ':' || coalesce(t.trimmed_seq, 0)"
+	"   SELECT coalesce(h.seq, 0) || ':' || coalesce(t.trimmed_seq, 0) || ':' ||"
+	"    CASE WHEN $6::text IS NULL THEN '1:1' ELSE"
+	"     herald.feature_enabled(r.tenant_id, coalesce(r.org_id, $3), split_part(c.ch, ':', 1))::int"
+	"     || ':' || herald.authorize(r.session_id, coalesce(r.org_id, $3), $6, c.ch)::int END"
 	"   FROM unnest($2::text[]) WITH ORDINALITY AS c(ch, i)"
 	"   LEFT JOIN herald.channel_heads h ON h.tenant_id = r.tenant_id"
 	"    AND h.org_id = coalesce(r.org_id, $3) AND h.channel = c.ch"
@@ -116,17 +121,29 @@ static char *opt_value(PGresult *r, int col)
 	return PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
 }
 
+static bool parse_flag(const char **s, bool *out, char end)
+{
+	if ((**s != '0' && **s != '1') || (*s)[1] != end)
+		return false;
+	*out = **s == '1';
+	*s += 2;
+	return true;
+}
+
 static bool parse_heads(const char *s, size_t nch, struct session_heads *h)
 {
 	char *end;
 	for (size_t i = 0; i < nch; i++) {
+		char last = i + 1 < nch ? ',' : '\0';
 		h->seq[i] = strtoll(s, &end, 10);
 		if (*end != ':')
 			return false;
 		h->trimmed[i] = strtoll(end + 1, &end, 10);
-		if (*end != (i + 1 < nch ? ',' : '\0'))
+		if (*end != ':')
 			return false;
 		s = end + 1;
+		if (!parse_flag(&s, &h->feature[i], ':') || !parse_flag(&s, &h->allowed[i], last))
+			return false;
 	}
 	return true;
 }
@@ -147,11 +164,11 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	struct buf arr = BUF_INIT;
 	db_append_text_array(&arr, (const char *const *)channels, nch);
 	bool ticket = c->source == CREDENTIAL_TICKET;
-	const char *values[5] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
-	                         c->ticket_reuse ? "t" : "f"};
-	int lengths[5] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0};
-	int formats[5] = {1, 0, 0, 0, 0};
-	PGresult *r = PQexecParams(conn, lookup_sql, 5, NULL, values, lengths, formats, 0);
+	const char *values[6] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
+	                         c->ticket_reuse ? "t" : "f", heads ? heads->permission : NULL};
+	int lengths[6] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0};
+	int formats[6] = {1, 0, 0, 0, 0, 0};
+	PGresult *r = PQexecParams(conn, lookup_sql, 6, NULL, values, lengths, formats, 0);
 	buf_free(&arr);
 
 	enum session_status st;

@@ -35,10 +35,12 @@ struct identity {
 	unsigned char token_hash[32]; /* the session token's hash (also via a ticket) */
 };
 
-/* Heads of the channels asked for, in the caller's order. */
+/* What the lookup reports per channel asked for, in the caller's order. */
 struct session_heads {
+	const char *permission; /* in: decide this permission (NULL: skip) */
 	char epoch[9];
 	int64_t *seq, *trimmed; /* n each, owned by the caller */
+	bool *feature, *allowed; /* feature enabled for the scope; authorize() said yes */
 };
 
 void identity_free(struct identity *id);
@@ -46,7 +48,9 @@ const char *session_status_name(enum session_status s);
 
 /* Resolves c on conn (NULL conn = unavailable). When nch > 0, also reads
  * the heads of channels in the scope (identity tenant, identity org or
- * org_hint for a tenant-wide session) into heads. id is filled for
+ * org_hint for a tenant-wide session) into heads, and decides
+ * heads->permission for each through herald.feature_enabled() and
+ * herald.authorize() — one round trip for any number of channels. id is filled for
  * SESSION_OK, and also for EXPIRED and REVOKED so the audit can say whose
  * session it was; the caller always identity_free()s it. */
 enum session_status session_lookup(PGconn *conn, const struct credential *c,

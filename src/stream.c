@@ -56,6 +56,7 @@ const char *stream_end_name(enum stream_end e)
 	case STREAM_END_RETENTION: return "retention";
 	case STREAM_END_REVOKED: return "revoked";
 	case STREAM_END_EXPIRED: return "expired";
+	case STREAM_END_FORBIDDEN: return "forbidden";
 	}
 	return "client";
 }

@@ -47,6 +47,7 @@ enum stream_end {
 	STREAM_END_RETENTION, /* events it still needed were trimmed */
 	STREAM_END_REVOKED,   /* session revoked, deleted or no longer resolving */
 	STREAM_END_EXPIRED,   /* session expires_at passed */
+	STREAM_END_FORBIDDEN, /* the policy no longer allows one of its channels */
 };
 const char *stream_end_name(enum stream_end e);
 

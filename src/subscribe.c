@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "cursor.h"
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
 #include "replay.h"
 #include "session.h"
@@ -217,7 +218,9 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	struct subscribe_job *sj = (struct subscribe_job *)job;
 	struct identity id;
 	int64_t seq[CURSOR_MAX_CHANNELS], trimmed[CURSOR_MAX_CHANNELS];
-	struct session_heads heads = {.seq = seq, .trimmed = trimmed};
+	bool feature[CURSOR_MAX_CHANNELS], allowed[CURSOR_MAX_CHANNELS];
+	struct session_heads heads = {.permission = PERMISSION_SUBSCRIBE, .seq = seq,
+	                              .trimmed = trimmed, .feature = feature, .allowed = allowed};
 	size_t nch = sj->syntax_error ? 0 : sj->nch;
 	const char *org;
 
@@ -234,7 +237,9 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 		session_reject(st, &sj->cred, &id, "stream", sj->remote, &sj->reply);
 	else if (sj->syntax_error)
 		reply_problem(&sj->reply, PROBLEM_INVALID_REQUEST, sj->syntax_error);
-	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply))
+	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply) &&
+	         policy_decide(&id, org, sj->channels, sj->nch, &heads, "stream", sj->remote,
+	                       &sj->reply))
 		build_stream(sj, &id, org, &heads);
 	if (sj->reply.status)
 		subscribe_audit(sj, &id, "rejected", sj->reply.code, sj->reply.status);

@@ -17,6 +17,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
 #include "util/buf.h"
 #include "util/map.h"
@@ -326,8 +327,13 @@ void validity_control(const char *payload)
 {
 	struct json_object *o = json_tokener_parse(payload), *k, *ids;
 	const char *kind = o && json_object_object_get_ex(o, "k", &k) ? json_object_get_string(k) : NULL;
+	struct json_object *tenant;
 	if (kind && strcmp(kind, "recheck") == 0) {
 		validity_recheck_all();
+	} else if (kind && strcmp(kind, "policy") == 0) {
+		bool one = json_object_object_get_ex(o, "tenant", &tenant) &&
+		           json_object_is_type(tenant, json_type_string);
+		policy_changed(one ? json_object_get_string(tenant) : NULL);
 	} else if (kind && strcmp(kind, "sessions") == 0 &&
 	           json_object_object_get_ex(o, "ids", &ids) &&
 	           json_object_is_type(ids, json_type_array)) {

@@ -23,6 +23,9 @@ herald=${HERALD_BIN:-src/herald}
 
 psql=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$HERALD_DB")
 token=$("${psql[@]}" -c "SELECT herald.issue_token('demo-user','demo-tenant','demo-org','7 days')")
+# Let everyone in the tenant use the demo:* channels (sql/README.md).
+"${psql[@]}" -c "INSERT INTO herald.features (tenant_id, org_id, feature) VALUES ('demo-tenant', NULL, 'demo') ON CONFLICT DO NOTHING" \
+	-c "INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) SELECT 'demo-tenant', NULL, '*', p, 'demo:*' FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish', 'realtime.presence']) AS p ON CONFLICT DO NOTHING" >/dev/null
 
 cat <<EOF
 

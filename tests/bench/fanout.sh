@@ -108,6 +108,9 @@ psql=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$HERALD_DB")
 "$herald" --migrate --db "$HERALD_DB" >"$tmp/migrate.log" 2>&1 ||
 	{ cat "$tmp/migrate.log" >&2; exit 1; }
 token=$("${psql[@]}" -c "SELECT herald.issue_token('bench-user','bench-tenant','bench-org','1 day')")
+# Let everyone in the tenant use the bench:* channels (sql/README.md).
+"${psql[@]}" -c "INSERT INTO herald.features (tenant_id, org_id, feature) VALUES ('bench-tenant', NULL, 'bench') ON CONFLICT DO NOTHING" \
+	-c "INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) SELECT 'bench-tenant', NULL, '*', p, 'bench:*' FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish']) AS p ON CONFLICT DO NOTHING" >/dev/null
 
 # SPEC §6 keys only. The per-user/IP caps and rates are set far above N
 # rather than to 0, whose meaning the config table does not fix for them.

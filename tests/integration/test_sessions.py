@@ -485,6 +485,20 @@ def test_custom_resolve_session_and_sessions_changed(ctx):
         $f$;""")
 
     n1, n2, scope = ctx.node("n1"), ctx.node("n2"), ctx.scope()
+    # The default authorize() reads herald.sessions, so a deployment that
+    # maps its own sessions replaces it too (sql/README.md).
+    original_authz = pg.sql_value(
+        "SELECT pg_get_functiondef('herald.authorize(bigint,text,text,text)'::regprocedure)")
+    ctx.on_cleanup(lambda: pg.sql(original_authz))
+    pg.sql(f"""
+        CREATE OR REPLACE FUNCTION herald.authorize(session_id bigint, org_id text,
+                                                    permission text, channel text)
+        RETURNS boolean LANGUAGE sql STABLE AS $f$
+            SELECT EXISTS (SELECT 1 FROM {table} a WHERE a.id = authorize.session_id
+                           AND a.org = authorize.org_id AND starts_with(authorize.channel, 'chat:'))
+                OR EXISTS (SELECT 1 FROM herald.sessions s WHERE s.id = authorize.session_id
+                           AND s.tenant_id = '{scope.tenant}')
+        $f$""")
     base = 9_000_000_000_000 + secrets.randbelow(10**9) * 10
     apps = {}  # name -> (id, user, token)
     for i, name in enumerate(("trigger", "delete", "expire", "kept")):

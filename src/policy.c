@@ -1,0 +1,284 @@
+/*
+ * policy.c — authorization decisions and their live re-check (see
+ * policy.h).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "channel.h"
+#include "db.h"
+#include "log.h"
+#include "policy.h"
+#include "registry.h"
+#include "util/buf.h"
+#include "util/map.h"
+#include "util/xmalloc.h"
+
+#define RECHECK_BATCH 1000
+
+static atomic_bool recheck_pending;
+
+/* Is feature (n bytes) in the session's list, a PostgreSQL text[] literal
+ * such as {chat,orders}? No list means every feature. */
+static bool in_session_list(const char *list, const char *feature, size_t n)
+{
+	if (!list)
+		return true;
+	for (const char *p = list + (*list == '{'); *p && *p != '}';) {
+		size_t k = strcspn(p, ",}");
+		const char *e = p;
+		size_t ek = k;
+		if (ek >= 2 && e[0] == '"') { /* quoted only if it had odd bytes */
+			e++;
+			ek -= 2;
+		}
+		if (ek == n && memcmp(e, feature, n) == 0)
+			return true;
+		p += k + (p[k] == ',');
+	}
+	return false;
+}
+
+static void deny(const struct identity *id, const char *org, const char *channel,
+                 enum problem p, const char *route, const char *remote, struct reply *r)
+{
+	struct buf d = BUF_INIT, msg = BUF_INIT;
+	bool feature = p == PROBLEM_FEATURE_DISABLED;
+	buf_printf(&msg, "%s for channel %s", feature ? "feature disabled" : "permission denied",
+	           channel);
+	reply_problem(r, p, msg.data);
+	buf_printf(&d, "{\"reason\":\"%s\",\"route\":\"%s\"}", problem_code(p), route);
+	struct audit_record a = {
+		.kind = "authz.denied", .outcome = "rejected", .channel = channel,
+		.remote_addr = remote, .detail = d.data,
+	};
+	session_audit_who(&a, id);
+	a.org_id = org;
+	audit_record(&a);
+	buf_free(&d);
+	buf_free(&msg);
+}
+
+bool policy_decide(const struct identity *id, const char *org, char *const *channels,
+                   size_t n, const struct session_heads *h, const char *route,
+                   const char *remote, struct reply *r)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t flen = channel_feature_len(channels[i]);
+		if (!h->feature[i] || !in_session_list(id->features, channels[i], flen)) {
+			deny(id, org, channels[i], PROBLEM_FEATURE_DISABLED, route, remote, r);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!h->allowed[i]) {
+			deny(id, org, channels[i], PROBLEM_PERMISSION_DENIED, route, remote, r);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- live re-check -------------------------------------------------------- */
+
+/* One re-check: the distinct (session, org, channel) of the live streams
+ * concerned — streams sharing one share its answer. */
+struct recheck {
+	struct db_job job;
+	char *tenant; /* NULL: all */
+	struct map keys; /* key -> index + 1 */
+	char **key;
+	size_t *keylen;
+	char **tenants, **orgs, **channels, **sessions;
+	bool *allowed;
+	size_t n, cap;
+};
+
+static size_t make_key(char *out, int64_t session, const char *org, const char *channel)
+{
+	char sid[24];
+	int k = snprintf(sid, sizeof(sid), "%lld", (long long)session);
+	size_t a = (size_t)k + 1, b = strlen(org) + 1, c = strlen(channel);
+	if (out) {
+		memcpy(out, sid, a);
+		memcpy(out + a, org, b);
+		memcpy(out + a + b, channel, c);
+	}
+	return a + b + c;
+}
+
+static void add_tuple(struct recheck *rc, const struct stream *s, size_t ch)
+{
+	size_t len = make_key(NULL, s->session_id, s->org_id, s->ch[ch].name);
+	char *key = xmalloc(len + 1);
+	make_key(key, s->session_id, s->org_id, s->ch[ch].name);
+	if (map_get(&rc->keys, key, len)) {
+		free(key);
+		return;
+	}
+	if (rc->n == rc->cap) {
+		rc->cap = rc->cap ? rc->cap * 2 : 16;
+		rc->key = xrealloc(rc->key, rc->cap * sizeof(*rc->key));
+		rc->keylen = xrealloc(rc->keylen, rc->cap * sizeof(*rc->keylen));
+		rc->tenants = xrealloc(rc->tenants, rc->cap * sizeof(*rc->tenants));
+		rc->orgs = xrealloc(rc->orgs, rc->cap * sizeof(*rc->orgs));
+		rc->channels = xrealloc(rc->channels, rc->cap * sizeof(*rc->channels));
+		rc->sessions = xrealloc(rc->sessions, rc->cap * sizeof(*rc->sessions));
+	}
+	rc->key[rc->n] = key;
+	rc->keylen[rc->n] = len;
+	rc->tenants[rc->n] = xstrdup(s->tenant_id);
+	rc->orgs[rc->n] = xstrdup(s->org_id);
+	rc->channels[rc->n] = xstrdup(s->ch[ch].name);
+	rc->sessions[rc->n] = xstrdup(key); /* the key starts with the session id */
+	rc->n++;
+	map_put(&rc->keys, key, len, (void *)(uintptr_t)rc->n);
+}
+
+static bool tenant_matches(const struct recheck *rc, const struct stream *s)
+{
+	return !rc->tenant || strcmp(rc->tenant, s->tenant_id) == 0;
+}
+
+static void collect_stream(struct stream *s, void *arg)
+{
+	struct recheck *rc = arg;
+	if (!tenant_matches(rc, s))
+		return;
+	for (size_t i = 0; i < s->nch; i++)
+		add_tuple(rc, s, i);
+}
+
+static void recheck_free(struct recheck *rc)
+{
+	for (size_t i = 0; i < rc->n; i++) {
+		free(rc->key[i]);
+		free(rc->tenants[i]);
+		free(rc->orgs[i]);
+		free(rc->channels[i]);
+		free(rc->sessions[i]);
+	}
+	free(rc->key);
+	free(rc->keylen);
+	free(rc->tenants);
+	free(rc->orgs);
+	free(rc->channels);
+	free(rc->sessions);
+	free(rc->allowed);
+	map_free(&rc->keys);
+	free(rc->tenant);
+	free(rc);
+}
+
+static const char decide_sql[] =
+	"SELECT herald.feature_enabled(t.ten, t.org, split_part(t.ch, ':', 1))"
+	" AND herald.authorize(t.sid, t.org, '" PERMISSION_SUBSCRIBE "', t.ch)"
+	" FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY"
+	" AS t(ten, sid, org, ch, i) ORDER BY t.i";
+
+static bool decide_batch(PGconn *conn, struct recheck *rc, size_t off, size_t n)
+{
+	struct buf ten = BUF_INIT, sid = BUF_INIT, org = BUF_INIT, ch = BUF_INIT;
+	db_append_text_array(&ten, (const char *const *)rc->tenants + off, n);
+	db_append_text_array(&sid, (const char *const *)rc->sessions + off, n);
+	db_append_text_array(&org, (const char *const *)rc->orgs + off, n);
+	db_append_text_array(&ch, (const char *const *)rc->channels + off, n);
+	const char *values[4] = {ten.data, sid.data, org.data, ch.data};
+	PGresult *r = PQexecParams(conn, decide_sql, 4, NULL, values, NULL, NULL, 0);
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == (int)n;
+	if (!ok)
+		log_msg(LOG_WARN, "policy re-check failed", "error", PQresultErrorMessage(r), NULL);
+	for (size_t i = 0; ok && i < n; i++)
+		rc->allowed[off + i] = strcmp(PQgetvalue(r, (int)i, 0), "t") == 0;
+	PQclear(r);
+	buf_free(&ten);
+	buf_free(&sid);
+	buf_free(&org);
+	buf_free(&ch);
+	return ok;
+}
+
+struct apply {
+	struct recheck *rc;
+	struct stream **wake;
+	size_t n, cap;
+};
+
+static void apply_stream(struct stream *s, void *arg)
+{
+	struct apply *ap = arg;
+	if (!tenant_matches(ap->rc, s))
+		return;
+	for (size_t i = 0; i < s->nch; i++) {
+		char stack[512];
+		size_t len = make_key(NULL, s->session_id, s->org_id, s->ch[i].name);
+		char *key = len < sizeof(stack) ? stack : xmalloc(len + 1);
+		make_key(key, s->session_id, s->org_id, s->ch[i].name);
+		uintptr_t at = (uintptr_t)map_get(&ap->rc->keys, key, len);
+		if (key != stack)
+			free(key);
+		if (!at || ap->rc->allowed[at - 1])
+			continue; /* opened since the collection, or still allowed */
+		struct buf d = BUF_INIT;
+		buf_append_str(&d, "{\"channel\":");
+		buf_append_json_str(&d, s->ch[i].name, strlen(s->ch[i].name));
+		buf_append_str(&d, ",\"reason\":\"permission withdrawn\"}");
+		struct message *m = message_new_control("herald.forbidden", d.data, true);
+		if (stream_close(s, m, STREAM_END_FORBIDDEN) == STREAM_DELIVER_WAKE) {
+			if (ap->n == ap->cap) {
+				ap->cap = ap->cap ? ap->cap * 2 : 16;
+				ap->wake = xrealloc(ap->wake, ap->cap * sizeof(*ap->wake));
+			}
+			ap->wake[ap->n++] = s;
+		}
+		message_unref(m);
+		buf_free(&d);
+		return;
+	}
+}
+
+static void recheck_run(struct db_job *job, PGconn *conn)
+{
+	struct recheck *rc = (struct recheck *)job;
+	bool ok = conn != NULL;
+	rc->allowed = xcalloc(rc->n ? rc->n : 1, sizeof(*rc->allowed));
+	for (size_t off = 0; ok && off < rc->n; off += RECHECK_BATCH)
+		ok = decide_batch(conn, rc, off, rc->n - off < RECHECK_BATCH ? rc->n - off : RECHECK_BATCH);
+	if (!ok) {
+		atomic_store(&recheck_pending, true);
+	} else {
+		struct apply ap = {rc, NULL, 0, 0};
+		registry_lock();
+		registry_each_stream(apply_stream, &ap);
+		registry_unlock();
+		for (size_t i = 0; i < ap.n; i++)
+			stream_resume(ap.wake[i]);
+		free(ap.wake);
+	}
+	recheck_free(rc);
+}
+
+void policy_changed(const char *tenant)
+{
+	struct recheck *rc = xcalloc(1, sizeof(*rc));
+	rc->job.run = recheck_run;
+	rc->tenant = tenant ? xstrdup(tenant) : NULL;
+	map_init(&rc->keys);
+	registry_lock();
+	registry_each_stream(collect_stream, rc);
+	registry_unlock();
+	if (rc->n == 0) {
+		recheck_free(rc);
+		return;
+	}
+	db_submit(&rc->job);
+}
+
+void policy_tick(void)
+{
+	if (atomic_exchange(&recheck_pending, false))
+		policy_changed(NULL);
+}
