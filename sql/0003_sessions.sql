@@ -1,7 +1,8 @@
 -- herald schema version 3: continuous session validity and stream tickets.
 --
--- Any change that can end a session's validity (revoked_at set, expires_at
--- moved, the row deleted) NOTIFYs herald_control, and every node re-checks
+-- Any change that can end a session's validity or narrow it (revoked_at
+-- set, expires_at moved, features changed, the row deleted) NOTIFYs
+-- herald_control, and every node re-checks
 -- the affected sessions through herald.resolve_session() and closes their
 -- streams (herald.revoked / herald.expired). Applications that map their
 -- own session table call herald.sessions_changed() from their triggers.
@@ -62,7 +63,8 @@ BEGIN
 		EXECUTE 'SELECT array_agg(n.id) FROM new_rows n JOIN old_rows o ON o.id = n.id'
 		        ' WHERE n.revoked_at IS DISTINCT FROM o.revoked_at'
 		        '    OR n.expires_at IS DISTINCT FROM o.expires_at'
-		        '    OR n.token_hash IS DISTINCT FROM o.token_hash' INTO changed;
+		        '    OR n.token_hash IS DISTINCT FROM o.token_hash'
+		        '    OR n.features IS DISTINCT FROM o.features' INTO changed;
 	END IF;
 	IF changed IS NOT NULL THEN
 		PERFORM herald.sessions_changed(changed);

@@ -39,19 +39,36 @@ CREATE TABLE IF NOT EXISTS herald.role_members (
 
 -- Pattern forms: exact name; a trailing '*' matches by prefix;
 -- {user_id} and {org_id} are replaced by the caller's. The '*' is read
--- from the pattern before substitution, so an id ending in '*' cannot
--- turn an exact pattern into a prefix.
+-- from the pattern before substitution, and both placeholders are filled
+-- in one pass, so an id containing '*' or '{org_id}' is only ever text.
 CREATE OR REPLACE FUNCTION herald.channel_matches(pattern text, channel text,
                                                   user_id text, org_id text)
-RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-	SELECT CASE WHEN right(pattern, 1) = '*' THEN
-		starts_with(channel, replace(replace(left(pattern, -1), '{user_id}', coalesce(user_id, '')),
-		                             '{org_id}', coalesce(org_id, '')))
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	prefix boolean := right(pattern, 1) = '*';
+	body text := CASE WHEN right(pattern, 1) = '*' THEN left(pattern, -1) ELSE pattern END;
+	parts text[];
+	tokens text[];
+	expanded text;
+BEGIN
+	IF strpos(body, '{') = 0 THEN
+		expanded := body;
 	ELSE
-		channel = replace(replace(pattern, '{user_id}', coalesce(user_id, '')),
-		                  '{org_id}', coalesce(org_id, ''))
-	END
-$$;
+		parts := regexp_split_to_array(body, '\{(user_id|org_id)\}');
+		tokens := ARRAY(SELECT m[1] FROM regexp_matches(body, '\{(user_id|org_id)\}', 'g') AS m);
+		expanded := parts[1];
+		FOR i IN 1 .. coalesce(cardinality(tokens), 0) LOOP
+			expanded := expanded
+				|| CASE tokens[i] WHEN 'user_id' THEN coalesce(channel_matches.user_id, '')
+				                  ELSE coalesce(channel_matches.org_id, '') END
+				|| parts[i + 1];
+		END LOOP;
+	END IF;
+	IF prefix THEN
+		RETURN starts_with(channel, expanded);
+	END IF;
+	RETURN channel = expanded;
+END $$;
 
 CREATE OR REPLACE FUNCTION herald.feature_enabled(tenant_id text, org_id text, feature text)
 RETURNS boolean LANGUAGE sql STABLE AS $$

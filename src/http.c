@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "netmask.h"
 #include "db.h"
+#include "policy.h"
 #include "publish.h"
 #include "registry.h"
 #include "reply.h"
@@ -180,6 +181,8 @@ static enum MHD_Result queue_stream(struct request *req)
 	validity_watch(s->expires_ms);
 	if (validity_generation() != req->u.sub.validity_gen)
 		validity_recheck_session(s->session_id); /* a revocation may have passed it by */
+	if (policy_generation() != req->u.sub.policy_gen)
+		policy_recheck_stream(s->id); /* so may a policy change */
 
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader, stream_ref(s), stream_reader_free);

@@ -2,7 +2,9 @@
  * policy.c — authorization decisions and their live re-check (see
  * policy.h).
  */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,12 @@
 #define RECHECK_BATCH 1000
 
 static atomic_bool recheck_pending;
+static atomic_uint_fast64_t generation;
+/* Tenants with a re-check queued but not started: one job serves every
+ * notice that arrives before it starts, since it reads the policy then. */
+static pthread_mutex_t queued_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct map queued_tenants; /* tenant -> (void *)1; "" = every tenant */
+static bool queued_init;
 
 /* Is feature (n bytes) in the session's list, a PostgreSQL text[] literal
  * such as {chat,orders}? No list means every feature. */
@@ -40,6 +48,29 @@ static bool in_session_list(const char *list, const char *feature, size_t n)
 		p += k + (p[k] == ',');
 	}
 	return false;
+}
+
+bool policy_feature_listed(const char *list, const char *channel)
+{
+	return in_session_list(list, channel, channel_feature_len(channel));
+}
+
+void policy_forbid(struct stream *s, size_t ch, struct stream ***wake, size_t *n, size_t *cap)
+{
+	struct buf d = BUF_INIT;
+	buf_append_str(&d, "{\"channel\":");
+	buf_append_json_str(&d, s->ch[ch].name, strlen(s->ch[ch].name));
+	buf_append_str(&d, ",\"reason\":\"permission withdrawn\"}");
+	struct message *m = message_new_control("herald.forbidden", d.data, true);
+	if (stream_close(s, m, STREAM_END_FORBIDDEN) == STREAM_DELIVER_WAKE) {
+		if (*n == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*wake = xrealloc(*wake, *cap * sizeof(**wake));
+		}
+		(*wake)[(*n)++] = s;
+	}
+	message_unref(m);
+	buf_free(&d);
 }
 
 static void deny(const struct identity *id, const char *org, const char *channel,
@@ -88,7 +119,8 @@ bool policy_decide(const struct identity *id, const char *org, char *const *chan
  * concerned — streams sharing one share its answer. */
 struct recheck {
 	struct db_job job;
-	char *tenant; /* NULL: all */
+	char *tenant;       /* NULL: all */
+	uint64_t stream_id; /* non-zero: only this stream */
 	struct map keys; /* key -> index + 1 */
 	char **key;
 	size_t *keylen;
@@ -140,6 +172,8 @@ static void add_tuple(struct recheck *rc, const struct stream *s, size_t ch)
 
 static bool tenant_matches(const struct recheck *rc, const struct stream *s)
 {
+	if (rc->stream_id)
+		return s->id == rc->stream_id;
 	return !rc->tenant || strcmp(rc->tenant, s->tenant_id) == 0;
 }
 
@@ -174,8 +208,8 @@ static void recheck_free(struct recheck *rc)
 }
 
 static const char decide_sql[] =
-	"SELECT herald.feature_enabled(t.ten, t.org, split_part(t.ch, ':', 1))"
-	" AND herald.authorize(t.sid, t.org, '" PERMISSION_SUBSCRIBE "', t.ch)"
+	"SELECT coalesce(herald.feature_enabled(t.ten, t.org, split_part(t.ch, ':', 1))"
+	" AND herald.authorize(t.sid, t.org, '" PERMISSION_SUBSCRIBE "', t.ch), false)"
 	" FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY"
 	" AS t(ten, sid, org, ch, i) ORDER BY t.i";
 
@@ -222,34 +256,38 @@ static void apply_stream(struct stream *s, void *arg)
 			free(key);
 		if (!at || ap->rc->allowed[at - 1])
 			continue; /* opened since the collection, or still allowed */
-		struct buf d = BUF_INIT;
-		buf_append_str(&d, "{\"channel\":");
-		buf_append_json_str(&d, s->ch[i].name, strlen(s->ch[i].name));
-		buf_append_str(&d, ",\"reason\":\"permission withdrawn\"}");
-		struct message *m = message_new_control("herald.forbidden", d.data, true);
-		if (stream_close(s, m, STREAM_END_FORBIDDEN) == STREAM_DELIVER_WAKE) {
-			if (ap->n == ap->cap) {
-				ap->cap = ap->cap ? ap->cap * 2 : 16;
-				ap->wake = xrealloc(ap->wake, ap->cap * sizeof(*ap->wake));
-			}
-			ap->wake[ap->n++] = s;
-		}
-		message_unref(m);
-		buf_free(&d);
+		policy_forbid(s, i, &ap->wake, &ap->n, &ap->cap);
 		return;
 	}
+}
+
+static void unqueue(const struct recheck *rc)
+{
+	if (rc->stream_id)
+		return;
+	const char *key = rc->tenant ? rc->tenant : "";
+	pthread_mutex_lock(&queued_mutex);
+	free(map_del(&queued_tenants, key, strlen(key)));
+	pthread_mutex_unlock(&queued_mutex);
 }
 
 static void recheck_run(struct db_job *job, PGconn *conn)
 {
 	struct recheck *rc = (struct recheck *)job;
+	unqueue(rc);
+	/* Before collecting: a stream tracked after this sees the change (see
+	 * policy_generation). */
+	atomic_fetch_add(&generation, 1);
+	registry_lock();
+	registry_each_stream(collect_stream, rc);
+	registry_unlock();
 	bool ok = conn != NULL;
 	rc->allowed = xcalloc(rc->n ? rc->n : 1, sizeof(*rc->allowed));
 	for (size_t off = 0; ok && off < rc->n; off += RECHECK_BATCH)
 		ok = decide_batch(conn, rc, off, rc->n - off < RECHECK_BATCH ? rc->n - off : RECHECK_BATCH);
 	if (!ok) {
 		atomic_store(&recheck_pending, true);
-	} else {
+	} else if (rc->n) {
 		struct apply ap = {rc, NULL, 0, 0};
 		registry_lock();
 		registry_each_stream(apply_stream, &ap);
@@ -261,20 +299,41 @@ static void recheck_run(struct db_job *job, PGconn *conn)
 	recheck_free(rc);
 }
 
-void policy_changed(const char *tenant)
+static void submit(const char *tenant, uint64_t stream_id)
 {
 	struct recheck *rc = xcalloc(1, sizeof(*rc));
 	rc->job.run = recheck_run;
 	rc->tenant = tenant ? xstrdup(tenant) : NULL;
+	rc->stream_id = stream_id;
 	map_init(&rc->keys);
-	registry_lock();
-	registry_each_stream(collect_stream, rc);
-	registry_unlock();
-	if (rc->n == 0) {
-		recheck_free(rc);
-		return;
-	}
 	db_submit(&rc->job);
+}
+
+void policy_changed(const char *tenant)
+{
+	const char *key = tenant ? tenant : "";
+	pthread_mutex_lock(&queued_mutex);
+	if (!queued_init) {
+		map_init(&queued_tenants);
+		queued_init = true;
+	}
+	bool already = map_get(&queued_tenants, key, strlen(key)) != NULL;
+	char *owned = already ? NULL : xstrdup(key);
+	if (owned)
+		map_put(&queued_tenants, owned, strlen(owned), owned);
+	pthread_mutex_unlock(&queued_mutex);
+	if (!already)
+		submit(tenant, 0);
+}
+
+uint64_t policy_generation(void)
+{
+	return atomic_load(&generation);
+}
+
+void policy_recheck_stream(uint64_t stream_id)
+{
+	submit(NULL, stream_id);
 }
 
 void policy_tick(void)

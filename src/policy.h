@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "reply.h"
 #include "session.h"
 
@@ -32,8 +33,22 @@ bool policy_decide(const struct identity *id, const char *org, char *const *chan
                    size_t n, const struct session_heads *h, const char *route,
                    const char *remote, struct reply *r);
 
+/* Is the channel's feature in a session feature list (a text[] literal;
+ * NULL = no list, every feature)? */
+bool policy_feature_listed(const char *list, const char *channel);
+/* Ends s with herald.forbidden naming channel ch (registry lock held);
+ * appends s to the wake list when it must be resumed after unlocking. */
+struct stream;
+void policy_forbid(struct stream *s, size_t ch, struct stream ***wake, size_t *n, size_t *cap);
+
 /* A policy notice: re-decide the live streams of tenant (NULL: all). */
 void policy_changed(const char *tenant);
+/* Counts re-checks as they start. A stream open reads it before its
+ * decision; if it moved by the time the stream is tracked, a re-check may
+ * have missed the stream, which must then call policy_recheck_stream(). */
+uint64_t policy_generation(void);
+void policy_recheck_stream(uint64_t stream_id);
+
 /* Hub tick: retries a re-check that could not reach the database. */
 void policy_tick(void);
 

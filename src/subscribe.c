@@ -226,6 +226,7 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 
 	enum session_status st;
 	sj->validity_gen = validity_generation();
+	sj->policy_gen = policy_generation();
 	if (sj->cred.source == CREDENTIAL_TICKET && !sj->cred.malformed &&
 	    !check_ticket_proof(sj, conn)) {
 		memset(&id, 0, sizeof(id));

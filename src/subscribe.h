@@ -38,6 +38,7 @@ struct subscribe_job {
 
 	unsigned char proof_key[32]; /* ticket streams: loaded by the job */
 	uint64_t validity_gen;       /* validity_generation() before the lookup */
+	uint64_t policy_gen;         /* policy_generation() before the lookup */
 
 	/* out */
 	struct reply reply;     /* status != 0: answer with it */

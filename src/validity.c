@@ -33,6 +33,7 @@ enum verdict { VERDICT_VALID, VERDICT_REVOKED, VERDICT_EXPIRED };
 struct result {
 	enum verdict verdict;
 	int64_t expires_ms;
+	char *features; /* the session's feature list now, NULL = none */
 };
 
 struct recheck_job {
@@ -139,7 +140,7 @@ static void expire_due(void)
 
 static const char recheck_sql[] =
 	"SELECT r.revoked_at IS NOT NULL, r.expires_at <= now(),"
-	" (extract(epoch FROM r.expires_at) * 1000)::bigint, r.session_id IS NULL"
+	" (extract(epoch FROM r.expires_at) * 1000)::bigint, r.session_id IS NULL, r.features::text"
 	" FROM unnest($1::text[]) WITH ORDINALITY AS h(hex, i)"
 	" LEFT JOIN LATERAL (SELECT * FROM herald.resolve_session(decode(h.hex, 'hex')) LIMIT 1) r"
 	" ON true ORDER BY h.i";
@@ -168,6 +169,7 @@ static bool resolve_all(PGconn *conn, struct recheck_job *rj)
 		else
 			res->verdict = VERDICT_VALID;
 		res->expires_ms = strtoll(PQgetvalue(r, (int)i, 2), NULL, 10);
+		res->features = PQgetisnull(r, (int)i, 4) ? NULL : xstrdup(PQgetvalue(r, (int)i, 4));
 	}
 	PQclear(r);
 	buf_free(&arr);
@@ -192,10 +194,19 @@ static void apply_one(struct stream *s, void *arg)
 		s->expires_ms = res->expires_ms;
 		validity_watch(s->expires_ms);
 	}
-	if (res->verdict != VERDICT_VALID)
+	if (res->verdict != VERDICT_VALID) {
 		end_stream(&ap->en, s, res->verdict);
-	else if (s->expires_ms <= ap->now)
+	} else if (s->expires_ms <= ap->now) {
 		end_stream(&ap->en, s, VERDICT_EXPIRED);
+	} else {
+		/* The session's feature list may have been narrowed. */
+		for (size_t i = 0; i < s->nch; i++) {
+			if (!policy_feature_listed(res->features, s->ch[i].name)) {
+				policy_forbid(s, i, &ap->en.wake, &ap->en.n, &ap->en.cap);
+				break;
+			}
+		}
+	}
 }
 
 static void apply_results(struct recheck_job *rj)
@@ -225,6 +236,8 @@ static void apply_results(struct recheck_job *rj)
 
 static void recheck_free(struct recheck_job *rj)
 {
+	for (size_t i = 0; rj->results && i < rj->n; i++)
+		free(rj->results[i].features);
 	free(rj->hash);
 	free(rj->sessions);
 	free(rj->results);
