@@ -37,38 +37,40 @@ CREATE TABLE IF NOT EXISTS herald.role_members (
 	CONSTRAINT role_members_unique UNIQUE NULLS NOT DISTINCT (tenant_id, org_id, user_id, role)
 );
 
+-- Fills {user_id} and {org_id} in one pass, so that an id containing
+-- '{org_id}' (or '*') is only ever text.
+CREATE OR REPLACE FUNCTION herald.pattern_expand(body text, user_id text, org_id text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	parts text[] := regexp_split_to_array(body, '\{(user_id|org_id)\}');
+	tokens text[] := ARRAY(SELECT m[1] FROM regexp_matches(body, '\{(user_id|org_id)\}', 'g') AS m);
+	expanded text := parts[1];
+BEGIN
+	FOR i IN 1 .. coalesce(cardinality(tokens), 0) LOOP
+		expanded := expanded
+			|| CASE tokens[i] WHEN 'user_id' THEN coalesce(pattern_expand.user_id, '')
+			                  ELSE coalesce(pattern_expand.org_id, '') END
+			|| parts[i + 1];
+	END LOOP;
+	RETURN expanded;
+END $$;
+
 -- Pattern forms: exact name; a trailing '*' matches by prefix;
 -- {user_id} and {org_id} are replaced by the caller's. The '*' is read
--- from the pattern before substitution, and both placeholders are filled
--- in one pass, so an id containing '*' or '{org_id}' is only ever text.
+-- from the pattern before substitution. Plain patterns never leave SQL,
+-- so the planner inlines this into authorize().
 CREATE OR REPLACE FUNCTION herald.channel_matches(pattern text, channel text,
                                                   user_id text, org_id text)
-RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-	prefix boolean := right(pattern, 1) = '*';
-	body text := CASE WHEN right(pattern, 1) = '*' THEN left(pattern, -1) ELSE pattern END;
-	parts text[];
-	tokens text[];
-	expanded text;
-BEGIN
-	IF strpos(body, '{') = 0 THEN
-		expanded := body;
-	ELSE
-		parts := regexp_split_to_array(body, '\{(user_id|org_id)\}');
-		tokens := ARRAY(SELECT m[1] FROM regexp_matches(body, '\{(user_id|org_id)\}', 'g') AS m);
-		expanded := parts[1];
-		FOR i IN 1 .. coalesce(cardinality(tokens), 0) LOOP
-			expanded := expanded
-				|| CASE tokens[i] WHEN 'user_id' THEN coalesce(channel_matches.user_id, '')
-				                  ELSE coalesce(channel_matches.org_id, '') END
-				|| parts[i + 1];
-		END LOOP;
-	END IF;
-	IF prefix THEN
-		RETURN starts_with(channel, expanded);
-	END IF;
-	RETURN channel = expanded;
-END $$;
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE
+		WHEN strpos(pattern, '{') = 0 THEN
+			CASE WHEN right(pattern, 1) = '*' THEN starts_with(channel, left(pattern, -1))
+			     ELSE channel = pattern END
+		WHEN right(pattern, 1) = '*' THEN
+			starts_with(channel, herald.pattern_expand(left(pattern, -1), user_id, org_id))
+		ELSE channel = herald.pattern_expand(pattern, user_id, org_id)
+	END
+$$;
 
 CREATE OR REPLACE FUNCTION herald.feature_enabled(tenant_id text, org_id text, feature text)
 RETURNS boolean LANGUAGE sql STABLE AS $$
