@@ -1353,6 +1353,36 @@ def _stop_group(child, timeout=10):
     child.wait()
 
 
+# ---------------------------------------------------------------------------
+# audit rows
+
+AUDIT_COLUMNS = ("kind", "outcome", "session_id", "user_id", "tenant_id", "org_id", "channel",
+                 "detail")
+
+
+def audit_rows(pg, node, kind):
+    rows = []
+    for r in pg.sql("SELECT kind, outcome, session_id, user_id, tenant_id, org_id, channel, "
+                    "detail::text FROM herald.audit_log WHERE node_id = $1 AND kind = $2 ORDER BY id",
+                    node.node_id, kind):
+        d = dict(zip(AUDIT_COLUMNS, r))
+        d["detail"] = json.loads(d["detail"])
+        rows.append(d)
+    return rows
+
+
+def wait_audit(pg, node, kind, pred, count, timeout=8):
+    """Polls until `count` of node's `kind` rows satisfy pred; returns them."""
+    def got():
+        rows = [r for r in audit_rows(pg, node, kind) if pred(r)]
+        return rows if len(rows) >= count else None
+    try:
+        return wait_for(got, timeout, what=f"{count} {kind} rows on {node.node_id}")
+    except HarnessError:
+        raise AssertionError(f"{node.node_id}: expected {count} matching {kind} rows, have "
+                             f"{audit_rows(pg, node, kind)}")
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == "pg-run":
         return _pg_run(argv[1:])

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 
-from harness import (HarnessError, Scope, SSETimeout, bearer, publish, publish_ok, stream_target,
+from harness import (audit_rows, wait_audit, HarnessError, Scope, SSETimeout, bearer, publish, publish_ok, stream_target,
                      timeout, unique, wait_for)
 
 SUB, PUB, PRES = "realtime.subscribe", "realtime.publish", "realtime.presence"
@@ -34,8 +34,6 @@ AUTHORIZE = "herald.authorize(bigint,text,text,text)"
 FEATURE_ENABLED = "herald.feature_enabled(text,text,text)"
 CLOSERS = ("herald.revoked", "herald.expired", "herald.forbidden", "herald.overflow",
            "herald.shutdown")
-AUDIT_COLUMNS = ("kind", "outcome", "session_id", "user_id", "tenant_id", "org_id", "channel",
-                 "detail")
 BY_TOKEN = "token_hash = sha256(convert_to($1, 'UTF8'))"
 
 
@@ -182,27 +180,7 @@ def still_open_gets(client, event_id, timeout=5):
     return ev
 
 
-def audit_rows(pg, node, kind):
-    rows = []
-    for r in pg.sql("SELECT kind, outcome, session_id, user_id, tenant_id, org_id, channel, "
-                    "detail::text FROM herald.audit_log WHERE node_id = $1 AND kind = $2 ORDER BY id",
-                    node.node_id, kind):
-        d = dict(zip(AUDIT_COLUMNS, r))
-        d["detail"] = json.loads(d["detail"])
-        rows.append(d)
-    return rows
 
-
-def wait_audit(pg, node, kind, pred, count, timeout=8):
-    """Polls until `count` of node's `kind` rows satisfy pred; returns them."""
-    def got():
-        rows = [r for r in audit_rows(pg, node, kind) if pred(r)]
-        return rows if len(rows) >= count else None
-    try:
-        return wait_for(got, timeout, what=f"{count} {kind} rows on {node.node_id}")
-    except HarnessError:
-        raise AssertionError(f"{node.node_id}: expected {count} matching {kind} rows, have "
-                             f"{audit_rows(pg, node, kind)}")
 
 
 def metric(node, name, **labels):

@@ -24,14 +24,12 @@ import threading
 import time
 from urllib.parse import quote
 
-from harness import (HarnessError, bearer, problem_type, publish, publish_ok,
+from harness import (audit_rows, wait_audit, HarnessError, bearer, problem_type, publish, publish_ok,
                      stream_target, unique, wait_for)
 
 BY_TOKEN = "token_hash = sha256(convert_to($1, 'UTF8'))"
 CLOSERS = ("herald.revoked", "herald.expired", "herald.forbidden", "herald.overflow",
            "herald.shutdown")
-AUDIT_COLUMNS = ("kind", "outcome", "session_id", "user_id", "tenant_id", "org_id", "channel",
-                 "detail")
 
 
 # ---------------------------------------------------------------------------
@@ -75,27 +73,7 @@ def refused_401(ctx, node, headers=None, target=None, channel="chat:s"):
     return client.body
 
 
-def audit_rows(pg, node, kind):
-    rows = []
-    for r in pg.sql("SELECT kind, outcome, session_id, user_id, tenant_id, org_id, channel, "
-                    "detail::text FROM herald.audit_log WHERE node_id = $1 AND kind = $2 ORDER BY id",
-                    node.node_id, kind):
-        d = dict(zip(AUDIT_COLUMNS, r))
-        d["detail"] = json.loads(d["detail"])
-        rows.append(d)
-    return rows
 
-
-def wait_audit(pg, node, kind, pred, count, timeout=8):
-    """Polls until `count` of node's `kind` rows satisfy pred; returns them."""
-    def got():
-        rows = [r for r in audit_rows(pg, node, kind) if pred(r)]
-        return rows if len(rows) >= count else None
-    try:
-        return wait_for(got, timeout, what=f"{count} {kind} rows on {node.node_id}")
-    except HarnessError:
-        raise AssertionError(f"{node.node_id}: expected {count} matching {kind} rows, have "
-                             f"{audit_rows(pg, node, kind)}")
 
 
 def wall(ev):
