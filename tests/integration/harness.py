@@ -1354,6 +1354,41 @@ def _stop_group(child, timeout=10):
 
 
 # ---------------------------------------------------------------------------
+# listener outages
+
+
+def terminate_listener(pg, node):
+    """Terminates node's LISTEN connection (by its application_name)."""
+    app = f"herald listener {node.node_id}"
+    killed = pg.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = $1", app)
+    assert killed == "1", f"expected one connection named {app!r}, terminated {killed}"
+
+
+class ListenerOutage:
+    """A node connecting as its own role, so that its LISTEN connection can
+    be cut and kept down (the role may not log in meanwhile): /readyz is
+    then observably 503 and notifications sent meanwhile are missed."""
+
+    def __init__(self, ctx, name, **node_kw):
+        self.pg = pg = ctx.pg
+        self.role = role = unique(f"herald_{name}").replace("-", "_")
+        pg.sql(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        ctx.on_cleanup(lambda: pg.sql(f'DROP ROLE IF EXISTS "{role}"'))
+        ctx.on_cleanup(lambda: pg.sql(f'ALTER ROLE "{role}" LOGIN'))
+        self.node = ctx.node(name, conninfo=pg.conninfo(user=role), **node_kw)
+
+    def cut(self):
+        self.pg.sql(f'ALTER ROLE "{self.role}" NOLOGIN')
+        terminate_listener(self.pg, self.node)
+        self.node.wait_readyz(503, timeout=10)
+
+    def restore(self):
+        self.pg.sql(f'ALTER ROLE "{self.role}" LOGIN')
+        self.node.wait_readyz(200, timeout=30)
+
+
+# ---------------------------------------------------------------------------
 # audit rows
 
 AUDIT_COLUMNS = ("kind", "outcome", "session_id", "user_id", "tenant_id", "org_id", "channel",

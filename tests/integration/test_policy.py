@@ -26,7 +26,7 @@ import re
 import threading
 import time
 
-from harness import (audit_rows, wait_audit, HarnessError, Scope, SSETimeout, bearer, publish, publish_ok, stream_target,
+from harness import (audit_rows, terminate_listener, wait_audit, HarnessError, Scope, SSETimeout, bearer, publish, publish_ok, stream_target,
                      timeout, unique, wait_for)
 
 SUB, PUB, PRES = "realtime.subscribe", "realtime.publish", "realtime.presence"
@@ -723,10 +723,7 @@ def test_policy_change_missed_while_not_listening_is_found_after_reconnect(ctx):
     silently(pg, "grants", "DELETE FROM herald.grants WHERE id = $1", gone)
     # No notification: the stream lives on (an event after the commit arrives).
     still_open_gets(doomed, publish_ok(node, tok, "chat:quiet", "msg", {}))
-    app = f"herald listener {node.node_id}"
-    killed = pg.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                          "WHERE application_name = $1", app)
-    assert killed == "1", f"expected one connection named {app!r}, terminated {killed}"
+    terminate_listener(pg, node)
     ends_forbidden(doomed, "chat:quiet", timeout=15)
     still_open_gets(kept, publish_ok(node, tok, "chat:open", "msg", {}))
 

@@ -5,32 +5,21 @@ import signal
 import subprocess
 import time
 
-from harness import publish, publish_ok, unique, wait_for
+from harness import ListenerOutage, publish, publish_ok, wait_for
 
 
 def test_listener_loss_is_detected_and_recovered(ctx):
-    pg = ctx.pg
-    role = unique("herald_ll").replace("-", "_")
-    pg.sql(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
-    ctx.on_cleanup(lambda: pg.sql(f'DROP ROLE IF EXISTS "{role}"'))
-    node, scope = ctx.node("ll", conninfo=pg.conninfo(user=role)), ctx.scope()
+    outage = ListenerOutage(ctx, "ll")
+    node, scope = outage.node, ctx.scope()
     token = scope.token()
     channel = "chat:listener"
     sub, _ = ctx.subscribe(node, channel, token)
     first = publish_ok(node, token, channel, "msg", {"n": 0})
     assert sub.next_event(5).json()["id"] == first
 
-    # Keep the listener from reconnecting while it is down, so that /readyz
-    # is observably 503 and events published meanwhile are missed by NOTIFY.
-    pg.sql(f'ALTER ROLE "{role}" NOLOGIN')
-    app = f"herald listener {node.node_id}"
-    killed = pg.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                          "WHERE application_name = $1", app)
-    assert killed == "1", f"expected one connection named {app!r}, terminated {killed}"
-    node.wait_readyz(503, timeout=10)
+    outage.cut()
     missed = [scope.publish_sql(channel, "msg", {"n": i}) for i in range(1, 4)]
-    pg.sql(f'ALTER ROLE "{role}" LOGIN')
-    node.wait_readyz(200, timeout=30)
+    outage.restore()
 
     last = publish_ok(node, token, channel, "msg", {"n": 4})
     events = sub.read_until(lambda e: e.type == "msg" and e.json()["id"] == last, timeout=10)

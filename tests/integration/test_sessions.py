@@ -24,7 +24,7 @@ import threading
 import time
 from urllib.parse import quote
 
-from harness import (audit_rows, wait_audit, HarnessError, bearer, problem_type, publish, publish_ok,
+from harness import (ListenerOutage, audit_rows, wait_audit, HarnessError, bearer, problem_type, publish, publish_ok,
                      stream_target, unique, wait_for)
 
 BY_TOKEN = "token_hash = sha256(convert_to($1, 'UTF8'))"
@@ -321,27 +321,17 @@ def test_reconnect_after_revocation_or_expiry_is_401_and_closes_are_audited(ctx)
 
 def test_revocation_missed_while_not_listening_closes_after_reconnect(ctx):
     pg = ctx.pg
-    role = unique("herald_ms").replace("-", "_")
-    pg.sql(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
-    ctx.on_cleanup(lambda: pg.sql(f'DROP ROLE IF EXISTS "{role}"'))
-    ctx.on_cleanup(lambda: pg.sql(f'ALTER ROLE "{role}" LOGIN'))
     # No periodic re-check during the test: only the reconnect can find it.
-    node = ctx.node("ms", conninfo=pg.conninfo(user=role), config={"session_recheck_interval": "1h"})
-    scope = ctx.scope()
+    outage = ListenerOutage(ctx, "ms", config={"session_recheck_interval": "1h"})
+    node, scope = outage.node, ctx.scope()
     token, kept = scope.token(), scope.token()
     doomed, _ = ctx.subscribe(node, "chat:missed", token)
     alive, _ = ctx.subscribe(node, "chat:missed", kept)
 
-    pg.sql(f'ALTER ROLE "{role}" NOLOGIN')
-    app = f"herald listener {node.node_id}"
-    killed = pg.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                          "WHERE application_name = $1", app)
-    assert killed == "1", f"expected one connection named {app!r}, terminated {killed}"
-    node.wait_readyz(503, timeout=10)
+    outage.cut()
     assert pg.sql_value("SELECT herald.revoke_session($1)", session_id(pg, token)) == "t"
     closed_early = doomed.poll_event(0) is not None or doomed.ended
-    pg.sql(f'ALTER ROLE "{role}" LOGIN')
-    node.wait_readyz(200, timeout=30)
+    outage.restore()
     ready_at = time.monotonic()
     ev = ends_with(doomed, "herald.revoked", timeout=10)
     ctx.info(f"herald.revoked {ev.at - ready_at:+.2f} s after /readyz was 200 again"
