@@ -1,9 +1,10 @@
 /*
  * publish.c — the publish flow (see publish.h).
  *
- * The body is checked with json-c in strict mode, then handed to
- * PostgreSQL as text and cast to jsonb there, so the stored payload is the
- * client's JSON as PostgreSQL reads it, never a re-serialisation.
+ * The body is checked by jsoncheck.c (limits, duplicates, number range,
+ * UTF-8), its shape with json-c, then handed to PostgreSQL as text and
+ * cast to jsonb there, so the stored payload is the client's JSON as
+ * PostgreSQL reads it, never a re-serialisation.
  * XXX publishes commit one by one; grouping concurrent ones into one
  * transaction (one NOTIFY lock) is the next step for throughput.
  * XXX Idempotency-Key (SPEC §2) is not honoured yet: a client that retries
@@ -16,6 +17,7 @@
 
 #include "audit.h"
 #include "channel.h"
+#include "jsoncheck.h"
 #include "metrics.h"
 #include "policy.h"
 #include "log.h"
@@ -43,6 +45,12 @@ bool publish_media_type_ok(const char *ct)
 
 bool publish_check_body(const char *body, size_t n, char *err, size_t errlen)
 {
+	static const struct jsoncheck_limits limits = JSONCHECK_DEFAULT_LIMITS;
+	char why[96];
+	if (!jsoncheck(body, n, &limits, why, sizeof(why))) {
+		snprintf(err, errlen, "invalid JSON: %s", why);
+		return false;
+	}
 	struct json_tokener *tok = json_tokener_new_ex(PUBLISH_MAX_DEPTH);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	struct json_object *o = json_tokener_parse_ex(tok, body, (int)n);

@@ -86,6 +86,10 @@ def test_publish_malformed_body_400(ctx):
         "type not a string": '{"type": 5, "data": 1}',
         "bad type characters": '{"type": "a b", "data": 1}',
         "not an object": '["msg", 1]',
+        "duplicate member": '{"type": "msg", "type": "msg", "data": 1}',
+        "duplicate member deeper": '{"type": "msg", "data": {"a": 1, "a": 2}}',
+        "number outside double range": '{"type": "msg", "data": 1e400}',
+        "lone surrogate": '{"type": "msg", "data": "\\ud800"}',
     }
     wrong = {}
     for label, body in bodies.items():
