@@ -30,7 +30,7 @@ $$;
 
 -- Tells every node that these sessions may have changed; NULL or an empty
 -- array means "re-check every live session". Long lists are sent in
--- several notifications (NOTIFY payloads stay under 8000 bytes).
+-- several notifications of 300 ids (NOTIFY payloads stay under 8000 bytes).
 CREATE OR REPLACE FUNCTION herald.sessions_changed(ids bigint[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -43,10 +43,10 @@ BEGIN
 		RETURN;
 	END IF;
 	WHILE i <= n LOOP
-		chunk := ids[i:i + 399];
+		chunk := ids[i:i + 299]; -- 300 ids of up to 20 digits stay under 8000 bytes
 		PERFORM pg_notify('herald_control',
 			json_build_object('k', 'sessions', 'ids', chunk)::text);
-		i := i + 400;
+		i := i + 300;
 	END LOOP;
 END $$;
 
@@ -112,6 +112,17 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
 	)
 	SELECT count(*) FROM d
 $$;
+
+-- TRUNCATE removes every session: re-check every live stream.
+CREATE OR REPLACE FUNCTION herald.sessions_notify_truncate()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM herald.sessions_changed(NULL);
+	RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS sessions_notify_truncate ON herald.sessions;
+CREATE TRIGGER sessions_notify_truncate AFTER TRUNCATE ON herald.sessions
+	FOR EACH STATEMENT EXECUTE FUNCTION herald.sessions_notify_truncate();
 
 INSERT INTO herald.schema_migrations (version, name) VALUES (3, 'sessions')
 ON CONFLICT DO NOTHING;

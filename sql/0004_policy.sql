@@ -46,10 +46,11 @@ DECLARE
 	tokens text[] := ARRAY(SELECT m[1] FROM regexp_matches(body, '\{(user_id|org_id)\}', 'g') AS m);
 	expanded text := parts[1];
 BEGIN
+	-- A placeholder without a value matches nothing (NULL), never ''.
 	FOR i IN 1 .. coalesce(cardinality(tokens), 0) LOOP
 		expanded := expanded
-			|| CASE tokens[i] WHEN 'user_id' THEN coalesce(pattern_expand.user_id, '')
-			                  ELSE coalesce(pattern_expand.org_id, '') END
+			|| CASE tokens[i] WHEN 'user_id' THEN pattern_expand.user_id
+			                  ELSE pattern_expand.org_id END
 			|| parts[i + 1];
 	END LOOP;
 	RETURN expanded;
@@ -120,7 +121,16 @@ RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
 	t text;
 BEGIN
-	FOR t IN SELECT DISTINCT r.tenant_id FROM changed_rows r LOOP
+	IF TG_OP = 'TRUNCATE' THEN
+		PERFORM herald.policy_changed(NULL);
+		RETURN NULL;
+	END IF;
+	-- An UPDATE can move a row to another tenant: both are told.
+	FOR t IN EXECUTE CASE TG_OP
+		WHEN 'INSERT' THEN 'SELECT DISTINCT tenant_id FROM new_rows'
+		WHEN 'DELETE' THEN 'SELECT DISTINCT tenant_id FROM old_rows'
+		ELSE 'SELECT tenant_id FROM old_rows UNION SELECT tenant_id FROM new_rows' END
+	LOOP
 		PERFORM herald.policy_changed(t);
 	END LOOP;
 	RETURN NULL;
@@ -134,15 +144,18 @@ BEGIN
 		EXECUTE format('DROP TRIGGER IF EXISTS %1$s_notify_insert ON herald.%1$s', tbl);
 		EXECUTE format('DROP TRIGGER IF EXISTS %1$s_notify_update ON herald.%1$s', tbl);
 		EXECUTE format('DROP TRIGGER IF EXISTS %1$s_notify_delete ON herald.%1$s', tbl);
+		EXECUTE format('DROP TRIGGER IF EXISTS %1$s_notify_truncate ON herald.%1$s', tbl);
 		EXECUTE format('CREATE TRIGGER %1$s_notify_insert AFTER INSERT ON herald.%1$s'
-		               ' REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT'
+		               ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT'
 		               ' EXECUTE FUNCTION herald.policy_notify_change()', tbl);
 		EXECUTE format('CREATE TRIGGER %1$s_notify_update AFTER UPDATE ON herald.%1$s'
-		               ' REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT'
-		               ' EXECUTE FUNCTION herald.policy_notify_change()', tbl);
+		               ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+		               ' FOR EACH STATEMENT EXECUTE FUNCTION herald.policy_notify_change()', tbl);
 		EXECUTE format('CREATE TRIGGER %1$s_notify_delete AFTER DELETE ON herald.%1$s'
-		               ' REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT'
+		               ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT'
 		               ' EXECUTE FUNCTION herald.policy_notify_change()', tbl);
+		EXECUTE format('CREATE TRIGGER %1$s_notify_truncate AFTER TRUNCATE ON herald.%1$s'
+		               ' FOR EACH STATEMENT EXECUTE FUNCTION herald.policy_notify_change()', tbl);
 	END LOOP;
 END $$;
 

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 #define AUDIT_BATCH 500
@@ -41,9 +42,11 @@ static bool stopped; /* after audit_stop: records go to the log only */
 static int64_t retry_at_ms;
 static struct db_job flush_job;
 
+/* Request input can hold any bytes; a row must be valid UTF-8 or the
+ * whole batch would be refused by PostgreSQL. */
 static char *opt_dup(const char *s)
 {
-	return s ? xstrdup(s) : NULL;
+	return s ? utf8_sanitize(s) : NULL;
 }
 
 static void json_member(struct buf *b, const char *key, const char *v)
@@ -104,8 +107,8 @@ void audit_record(const struct audit_record *r)
 	struct entry *e = xcalloc(1, sizeof(*e));
 	e->at_ms = time_wall_ms();
 	e->session_id = r->session_id;
-	e->kind = xstrdup(r->kind);
-	e->outcome = xstrdup(r->outcome);
+	e->kind = utf8_sanitize(r->kind);
+	e->outcome = utf8_sanitize(r->outcome);
 	e->user_id = opt_dup(r->user_id);
 	e->tenant_id = opt_dup(r->tenant_id);
 	e->org_id = opt_dup(r->org_id);
@@ -137,7 +140,9 @@ static const char insert_sql[] =
 	" FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],"
 	" $8::text[], $9::text[], $10::text[], $11::text[]) AS x(a, k, o, s, u, t, g, c, r, d)";
 
-static bool insert_batch(PGconn *conn, struct entry *batch, size_t n)
+enum insert_result { INSERT_OK, INSERT_RETRY, INSERT_REFUSED };
+
+static enum insert_result insert_batch(PGconn *conn, struct entry *batch, size_t n)
 {
 	struct buf at = BUF_INIT, sid = BUF_INIT, cols[8] = {BUF_INIT};
 	const char **v = xcalloc(n, sizeof(*v));
@@ -166,9 +171,14 @@ static bool insert_batch(PGconn *conn, struct entry *batch, size_t n)
 	                          cols[2].data, cols[3].data, cols[4].data, cols[5].data,
 	                          cols[6].data, cols[7].data};
 	PGresult *r = PQexecParams(conn, insert_sql, 11, NULL, values, NULL, NULL, 0);
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
+	enum insert_result ok = INSERT_OK;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		/* A data error will not go away by retrying: those rows go to
+		 * the log instead of blocking every later record. */
+		ok = state && strncmp(state, "22", 2) == 0 ? INSERT_REFUSED : INSERT_RETRY;
 		log_msg(LOG_WARN, "audit write failed", "error", PQresultErrorMessage(r), NULL);
+	}
 	PQclear(r);
 	free(v);
 	buf_free(&at);
@@ -198,10 +208,19 @@ static void flush_run(struct db_job *job, PGconn *conn)
 	inflight = n;
 	pthread_mutex_unlock(&audit_mutex);
 
-	bool ok = n == 0 || (conn && insert_batch(conn, batch, n));
+	enum insert_result ok = n == 0 ? INSERT_OK : conn ? insert_batch(conn, batch, n) : INSERT_RETRY;
 
+	if (ok == INSERT_REFUSED) {
+		while (batch) {
+			struct entry *next = batch->next;
+			spill(batch);
+			batch = next;
+		}
+	}
 	pthread_mutex_lock(&audit_mutex);
-	if (ok) {
+	if (ok == INSERT_REFUSED) {
+		/* spilled above */
+	} else if (ok == INSERT_OK) {
 		while (batch) {
 			struct entry *next = batch->next;
 			entry_free(batch);

@@ -40,6 +40,7 @@
 #include "ticket.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 #include "validity.h"
 #include "util/xmalloc.h"
 
@@ -318,7 +319,10 @@ static void me_run(struct db_job *job, PGconn *conn)
 		else
 			buf_append_str(&b, "null");
 		buf_append_str(&b, ",\"expires_at\":");
-		buf_append_json_str(&b, id.expires_at, strlen(id.expires_at));
+		if (id.expires_at)
+			buf_append_json_str(&b, id.expires_at, strlen(id.expires_at));
+		else
+			buf_append_str(&b, "null");
 		buf_append_char(&b, '}');
 		reply_json(&mj->reply, 200, &b);
 	}
@@ -356,11 +360,7 @@ static enum MHD_Result answer_ready(struct request *req)
 static enum MHD_Result begin_stream(struct request *req)
 {
 	struct subscribe_job *sj = &req->u.sub;
-	unsigned auth = 0;
-	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &auth);
 	subscribe_init(sj, cfg, &req->target, header(req->conn, "Last-Event-ID"));
-	if (auth > 1 && !sj->syntax_error)
-		sj->syntax_error = xstrdup("several Authorization headers");
 	read_credential(req, &sj->cred);
 	sj->io = &stream_io;
 	sj->conn = req->conn;
@@ -479,6 +479,38 @@ static void read_remote(struct request *req)
 	req->metrics_allowed = netmask_match(metrics_allow, metrics_allow_n, sa);
 }
 
+/* Scope hints go into SQL: bounded, valid UTF-8, no control bytes. */
+static bool hint_ok(const char *v)
+{
+	size_t n = v ? strlen(v) : 0;
+	if (n > 256)
+		return false;
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq_len((const unsigned char *)v + i, n - i);
+		if (k == 0 || (k == 1 && (unsigned char)v[i] < 0x20))
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* Errors no credential can excuse: an ambiguous credential, unusable
+ * scope hints. NULL when there is none. */
+static const char *request_syntax_error(struct request *req)
+{
+	unsigned auth = 0;
+	if (req->route != ROUTE_STREAM && req->route != ROUTE_PUBLISH &&
+	    req->route != ROUTE_TICKETS && req->route != ROUTE_ME)
+		return NULL;
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &auth);
+	if (auth > 1)
+		return "several Authorization headers";
+	if (!hint_ok(scope_hint(req, "Herald-Tenant", "tenant")) ||
+	    !hint_ok(scope_hint(req, "Herald-Org", "org")))
+		return "Herald-Tenant / Herald-Org must be printable UTF-8 of at most 256 bytes";
+	return NULL;
+}
+
 static enum MHD_Result first_call(struct request *req, const char *method)
 {
 	read_remote(req);
@@ -516,6 +548,9 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 		                     "method not allowed on this resource", allow);
 	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+	const char *bad = request_syntax_error(req);
+	if (bad)
+		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST, bad, NULL);
 	if (req->route == ROUTE_PUBLISH || req->route == ROUTE_TICKETS) {
 		if (req->route == ROUTE_PUBLISH)
 			begin_publish(req);
@@ -594,8 +629,12 @@ static void stream_ended(struct request *req)
 	metrics_count(METRIC_STREAMS_CLOSED, why);
 	if (end == STREAM_END_CLIENT)
 		return;
-	struct buf d = BUF_INIT;
-	buf_printf(&d, "{\"reason\":\"%s\",\"stream\":\"%s/%s\"}", why, cfg->node_id, id);
+	struct buf d = BUF_INIT, sid = BUF_INIT;
+	buf_printf(&sid, "%s/%s", cfg->node_id, id);
+	buf_printf(&d, "{\"reason\":\"%s\",\"stream\":", why);
+	buf_append_json_str(&d, sid.data, sid.len);
+	buf_append_char(&d, '}');
+	buf_free(&sid);
 	struct audit_record a = {
 		.kind = "stream.close", .outcome = "closed", .session_id = s->session_id,
 		.user_id = s->user_id, .tenant_id = s->tenant_id, .org_id = s->org_id,

@@ -591,7 +591,10 @@ void hub_watch(uint64_t stream_id, int fd)
 	/* Peers that vanish without a FIN: give up on unacknowledged data. */
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
 	struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.u64 = TAG_STREAM | stream_id};
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+	/* A keep-alive connection carrying a second stream is still in the
+	 * set (one-shot, disarmed): re-arm it for the new stream. */
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+	    (errno != EEXIST || epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
 		log_fmt(LOG_WARN, "watching stream socket: %s", strerror(errno));
 }
 

@@ -14,6 +14,7 @@
 #include "jsoncheck.h"
 #include "util/buf.h"
 #include "util/map.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 struct scan {
@@ -94,33 +95,6 @@ static void put_utf8(struct buf *out, unsigned cp)
 	buf_append(out, b, k);
 }
 
-/* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
-{
-	unsigned c = p[0], cp, k;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		k = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		k = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		k = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (avail < k)
-		return 0;
-	for (unsigned i = 1; i < k; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0; /* overlong, out of range or a surrogate */
-	return k;
-}
-
 /* A string at sc->pos (the opening quote); decoded into out when not NULL. */
 static bool string(struct scan *sc, struct buf *out)
 {
@@ -173,7 +147,7 @@ static bool string(struct scan *sc, struct buf *out)
 				return fail(sc, "bad escape");
 			}
 		} else {
-			size_t k = utf8_len(sc->s + sc->pos, sc->n - sc->pos);
+			size_t k = utf8_seq_len(sc->s + sc->pos, sc->n - sc->pos);
 			if (k == 0)
 				return fail(sc, "invalid UTF-8");
 			if (out)

@@ -283,8 +283,17 @@ static void recheck_run(struct db_job *job, PGconn *conn)
 	registry_unlock();
 	bool ok = conn != NULL;
 	rc->allowed = xcalloc(rc->n ? rc->n : 1, sizeof(*rc->allowed));
-	for (size_t off = 0; ok && off < rc->n; off += RECHECK_BATCH)
-		ok = decide_batch(conn, rc, off, rc->n - off < RECHECK_BATCH ? rc->n - off : RECHECK_BATCH);
+	for (size_t off = 0; ok && off < rc->n; off += RECHECK_BATCH) {
+		size_t k = rc->n - off < RECHECK_BATCH ? rc->n - off : RECHECK_BATCH;
+		if (decide_batch(conn, rc, off, k))
+			continue;
+		/* A replaced authorize() raising for one tuple must not keep the
+		 * batch's other streams undecided: decide one by one, and a tuple
+		 * that still fails is refused (allowed stays false). */
+		for (size_t i = off; ok && i < off + k; i++)
+			if (!decide_batch(conn, rc, i, 1))
+				ok = !db_conn_broken(conn);
+	}
 	if (!ok) {
 		atomic_store(&recheck_pending, true);
 	} else if (rc->n) {

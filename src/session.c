@@ -13,6 +13,7 @@
 #include "session.h"
 #include <stdio.h>
 #include "util/buf.h"
+#include "util/timeutil.h"
 #include "util/xmalloc.h"
 
 /*
@@ -55,20 +56,26 @@ static const char lookup_sql[] =
 	" encode(k.h, 'hex')"
 	" FROM k CROSS JOIN LATERAL herald.resolve_session(k.h) AS r LIMIT 1";
 
+#define CURSOR_KEY_TTL_MS 60000
+
 static pthread_mutex_t key_mutex = PTHREAD_MUTEX_INITIALIZER;
 static bool have_key;
+static int64_t key_read_ms;
 static unsigned char cursor_key[32];
 
 bool session_cursor_key(PGconn *conn, unsigned char key[32])
 {
 	pthread_mutex_lock(&key_mutex);
-	if (!have_key && conn) {
+	/* Re-read now and then, so that a DBA rotating the key is obeyed by
+	 * every node within a minute without a restart. */
+	if ((!have_key || time_mono_ms() - key_read_ms > CURSOR_KEY_TTL_MS) && conn) {
 		PGresult *r = PQexecParams(conn, "SELECT cursor_key FROM herald.meta", 0, NULL, NULL,
 		                           NULL, NULL, 1);
 		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
 		    PQgetlength(r, 0, 0) == (int)sizeof(cursor_key)) {
 			memcpy(cursor_key, PQgetvalue(r, 0, 0), sizeof(cursor_key));
 			have_key = true;
+			key_read_ms = time_mono_ms();
 		} else {
 			log_msg(LOG_ERROR, "cannot read the cursor key", "error", PQresultErrorMessage(r), NULL);
 		}
@@ -192,7 +199,7 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 		id->tenant_id = xstrdup(PQgetvalue(r, 0, 3));
 		id->org_id = opt_value(r, 4);
 		id->features = opt_value(r, 5);
-		id->expires_at = xstrdup(PQgetvalue(r, 0, 6));
+		id->expires_at = opt_value(r, 6); /* NULL: never (NULL or infinite) */
 		if (!hex_to_bytes(PQgetvalue(r, 0, 11), id->token_hash, sizeof(id->token_hash)))
 			st = SESSION_UNAVAILABLE; /* cannot happen: encode() of a 32-byte hash */
 		if (st == SESSION_OK && heads) {
@@ -213,6 +220,13 @@ bool session_scope(const struct identity *id, const char *tenant_hint,
 {
 	if (tenant_hint && strcmp(tenant_hint, id->tenant_id) != 0) {
 		reply_problem(r, PROBLEM_SCOPE_VIOLATION, "the tenant named is not the session's tenant");
+		return false;
+	}
+	if (!id->org_id && !id->service) {
+		/* Only a service session may be tenant-wide; a replaced
+		 * resolve_session() that returns no org for a user is refused
+		 * rather than letting the user pick any org. */
+		reply_problem(r, PROBLEM_SCOPE_VIOLATION, "a user session must belong to an org");
 		return false;
 	}
 	if (id->org_id) {

@@ -31,7 +31,7 @@ struct identity {
 	char *user_id, *tenant_id;
 	char *org_id;     /* NULL for a tenant-wide service session */
 	char *features;   /* PostgreSQL text[] literal, NULL = no list */
-	char *expires_at; /* RFC 3339 UTC */
+	char *expires_at; /* RFC 3339 UTC; NULL = never (NULL or 'infinity') */
 	unsigned char token_hash[32]; /* the session token's hash (also via a ticket) */
 };
 
@@ -58,8 +58,8 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
                                    size_t nch, struct identity *id,
                                    struct session_heads *heads) HERALD_MUSTCHECK;
 
-/* The key that proves ticket cursors (herald.meta.cursor_key), read once
- * per process through conn; false when it cannot be read. */
+/* The key that proves ticket cursors (herald.meta.cursor_key), read
+ * through conn and re-read after a minute; false when it cannot be read. */
 bool session_cursor_key(PGconn *conn, unsigned char key[32]) HERALD_MUSTCHECK;
 
 /* Applies the explicit scope hints (Herald-Tenant / Herald-Org, SPEC §2)

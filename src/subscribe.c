@@ -109,7 +109,10 @@ static struct message *open_message(struct stream *s, const char *node_id,
 	buf_append_str(&d, "],\"user_id\":");
 	buf_append_json_str(&d, id->user_id, strlen(id->user_id));
 	buf_append_str(&d, ",\"expires_at\":");
-	buf_append_json_str(&d, id->expires_at, strlen(id->expires_at));
+	if (id->expires_at)
+		buf_append_json_str(&d, id->expires_at, strlen(id->expires_at));
+	else
+		buf_append_str(&d, "null");
 	buf_append_char(&d, '}');
 	struct message *m = message_new_control("herald.open", d.data, false);
 	buf_free(&d);
@@ -135,8 +138,8 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 		memcpy(s->ticket_hash, sj->cred.hash, sizeof(s->ticket_hash));
 		memcpy(s->proof_key, sj->proof_key, sizeof(s->proof_key));
 	}
-	if (!time_parse_rfc3339(id->expires_at, &s->expires_ms))
-		s->expires_ms = INT64_MAX; /* beyond year 9999: never in practice */
+	if (!id->expires_at || !time_parse_rfc3339(id->expires_at, &s->expires_ms))
+		s->expires_ms = INT64_MAX; /* never */
 	struct buf retry = BUF_INIT;
 	sse_append_retry(&retry, (unsigned long)sj->cfg->retry_ms);
 	buf_append_char(&retry, '\n');

@@ -23,7 +23,7 @@ static bool store_ticket(struct ticket_job *tj, PGconn *conn, const struct ident
 	snprintf(session, sizeof(session), "%lld", (long long)id->session_id);
 	snprintf(ttl, sizeof(ttl), "%lld milliseconds", (long long)tj->cfg->ticket_ttl_ms);
 	const char *values[5] = {(const char *)hash, (const char *)id->token_hash, session, ttl,
-	                         id->expires_at};
+	                         id->expires_at ? id->expires_at : "infinity"};
 	int lengths[5] = {CRYPTO_SHA256_LEN, CRYPTO_SHA256_LEN, 0, 0, 0};
 	int formats[5] = {1, 1, 0, 0, 0};
 	PGresult *r = PQexecParams(conn, sql, 5, NULL, values, lengths, formats, 0);

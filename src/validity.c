@@ -49,7 +49,7 @@ static const struct herald_config *cfg;
 static atomic_int_fast64_t next_expiry_ms = INT64_MAX;
 static atomic_bool recheck_pending;
 static atomic_uint_fast64_t generation;
-static int64_t next_recheck_ms;
+static int64_t next_recheck_ms, retry_at_ms;
 
 void validity_start(const struct herald_config *config)
 {
@@ -140,35 +140,37 @@ static void expire_due(void)
 
 static const char recheck_sql[] =
 	"SELECT r.revoked_at IS NOT NULL, r.expires_at <= now(),"
-	" (extract(epoch FROM r.expires_at) * 1000)::bigint, r.session_id IS NULL, r.features::text"
+	" CASE WHEN isfinite(r.expires_at) THEN (extract(epoch FROM r.expires_at) * 1000)::bigint END,"
+	" r.session_id IS NULL, r.features::text"
 	" FROM unnest($1::text[]) WITH ORDINALITY AS h(hex, i)"
 	" LEFT JOIN LATERAL (SELECT * FROM herald.resolve_session(decode(h.hex, 'hex')) LIMIT 1) r"
 	" ON true ORDER BY h.i";
 
-static bool resolve_all(PGconn *conn, struct recheck_job *rj)
+static bool resolve_range(PGconn *conn, struct recheck_job *rj, size_t off, size_t n)
 {
 	struct buf arr = BUF_INIT;
-	const char **hex = xcalloc(rj->n, sizeof(*hex));
-	char (*text)[2 * HASH_LEN + 1] = xcalloc(rj->n, sizeof(*text));
-	for (size_t i = 0; i < rj->n; i++) {
-		crypto_hex(rj->hash[i], HASH_LEN, text[i]);
+	const char **hex = xcalloc(n, sizeof(*hex));
+	char (*text)[2 * HASH_LEN + 1] = xcalloc(n, sizeof(*text));
+	for (size_t i = 0; i < n; i++) {
+		crypto_hex(rj->hash[off + i], HASH_LEN, text[i]);
 		hex[i] = text[i];
 	}
-	db_append_text_array(&arr, hex, rj->n);
+	db_append_text_array(&arr, hex, n);
 	const char *values[1] = {arr.data};
 	PGresult *r = PQexecParams(conn, recheck_sql, 1, NULL, values, NULL, NULL, 0);
-	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == (int)rj->n;
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == (int)n;
 	if (!ok)
 		log_msg(LOG_WARN, "session re-check failed", "error", PQresultErrorMessage(r), NULL);
-	for (size_t i = 0; ok && i < rj->n; i++) {
-		struct result *res = &rj->results[i];
+	for (size_t i = 0; ok && i < n; i++) {
+		struct result *res = &rj->results[off + i];
 		if (strcmp(PQgetvalue(r, (int)i, 3), "t") == 0 || strcmp(PQgetvalue(r, (int)i, 0), "t") == 0)
 			res->verdict = VERDICT_REVOKED; /* unknown now = deleted or unmapped */
 		else if (strcmp(PQgetvalue(r, (int)i, 1), "t") == 0)
 			res->verdict = VERDICT_EXPIRED;
 		else
 			res->verdict = VERDICT_VALID;
-		res->expires_ms = strtoll(PQgetvalue(r, (int)i, 2), NULL, 10);
+		res->expires_ms = PQgetisnull(r, (int)i, 2) ? INT64_MAX /* never */
+		                                              : strtoll(PQgetvalue(r, (int)i, 2), NULL, 10);
 		res->features = PQgetisnull(r, (int)i, 4) ? NULL : xstrdup(PQgetvalue(r, (int)i, 4));
 	}
 	PQclear(r);
@@ -176,6 +178,28 @@ static bool resolve_all(PGconn *conn, struct recheck_job *rj)
 	free(hex);
 	free(text);
 	return ok;
+}
+
+/*
+ * Resolves every token of rj. When the batch fails on a working
+ * connection (a replaced resolve_session() raising for one token), each
+ * token is tried alone and one that still fails counts as revoked: a
+ * session the server cannot verify keeps no stream open.
+ */
+static bool resolve_all(PGconn *conn, struct recheck_job *rj)
+{
+	if (resolve_range(conn, rj, 0, rj->n))
+		return true;
+	if (db_conn_broken(conn))
+		return false;
+	for (size_t i = 0; i < rj->n; i++) {
+		if (!resolve_range(conn, rj, i, 1)) {
+			if (db_conn_broken(conn))
+				return false;
+			rj->results[i].verdict = VERDICT_REVOKED;
+		}
+	}
+	return true;
 }
 
 struct apply {
@@ -366,7 +390,10 @@ void validity_tick(void)
 {
 	int64_t now = time_mono_ms();
 	expire_due();
-	if (now >= next_recheck_ms || atomic_exchange(&recheck_pending, false)) {
+	bool retry = now >= retry_at_ms && atomic_exchange(&recheck_pending, false);
+	if (retry)
+		retry_at_ms = now + 1000; /* a failing database is not asked every tick */
+	if (now >= next_recheck_ms || retry) {
 		next_recheck_ms = now + cfg->session_recheck_interval_ms;
 		validity_recheck_all();
 	}

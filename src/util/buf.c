@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 void buf_free(struct buf *b)
@@ -112,6 +113,7 @@ void buf_append_json_str(struct buf *b, const char *s, size_t n)
 		unsigned char c = p[i];
 		const char *esc = NULL;
 		char u[6];
+		size_t seq, wide = 1; /* bytes the escape stands for */
 
 		if (c == '"')
 			esc = "\\\"";
@@ -124,8 +126,16 @@ void buf_append_json_str(struct buf *b, const char *s, size_t n)
 		else if (c == '\t')
 			esc = "\\t";
 		else if (c == 0xe2 && i + 2 < n && p[i + 1] == 0x80 &&
-		         (p[i + 2] == 0xa8 || p[i + 2] == 0xa9))
+		         (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) {
 			esc = p[i + 2] == 0xa8 ? "\\u2028" : "\\u2029";
+			wide = 3;
+		}
+		else if (c >= 0x80 && (seq = utf8_seq_len(p + i, n - i)) == 0)
+			esc = "\\ufffd"; /* never emit invalid UTF-8 in JSON */
+		else if (c >= 0x80) {
+			i += seq - 1; /* a valid sequence passes unchanged */
+			continue;
+		}
 		else if (c < 0x20) {
 			memcpy(u, "\\u00", 4);
 			u[4] = hex[c >> 4];
@@ -137,8 +147,7 @@ void buf_append_json_str(struct buf *b, const char *s, size_t n)
 		buf_append(b, s + run, i - run);
 		if (esc != NULL) {
 			buf_append_str(b, esc);
-			if (c == 0xe2)
-				i += 2;
+			i += wide - 1;
 		} else {
 			buf_append(b, u, sizeof(u));
 		}

@@ -418,3 +418,21 @@ def test_audit_queue_spills_to_log_while_database_is_away(ctx):
     assert len(in_table) >= queue_max, \
         f"only {len(in_table)} records reached the table (queue holds {queue_max})"
     ctx.info(f"{len(in_table)} records written after the outage, {len(in_log)} spilled")
+
+
+def test_invalid_utf8_in_a_request_does_not_stall_the_audit_writer(ctx):
+    """A channel name with a raw 0xFF byte (percent-encoded) is refused; its
+    audit row must not block later rows (PostgreSQL refuses invalid UTF-8)."""
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    bad = ctx.sse(node, target="/v1/stream?channel=chat:%FF", token=token, expect=400)
+    assert bad.status == 400
+    r = node.http("POST", "/v1/channels/chat:%FF/events", headers=bearer(token),
+                  json_body={"type": "msg", "data": 1})
+    assert r.status == 400, r
+    ctx.subscribe(node, "chat:after", token)
+    wait_for(lambda: any(row["outcome"] == "accepted" and row["channel"] == "chat:after"
+                         for row in audit_rows(ctx.pg, node, "stream.open")),
+             timeout=8, what="the accepted open after the bad requests in herald.audit_log")
+    rejected = [row for row in audit_rows(ctx.pg, node, "stream.open") if row["outcome"] == "rejected"]
+    assert rejected and "\ufffd" in rejected[0]["detail"].get("error", ""), rejected

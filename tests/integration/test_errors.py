@@ -135,3 +135,14 @@ def test_wrong_method_405(ctx):
             r = node.http(method, path, headers=headers)
             assert r.status == 405, f"{method} {path}: {r!r}"
             assert problem_type(r) == "urn:herald:method_not_allowed", r
+
+
+def test_several_authorization_headers_are_400_everywhere(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    two = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
+    r = node.http("POST", "/v1/channels/chat:x/events", headers=two + [("Content-Type", "application/json")],
+                  body='{"type":"msg","data":1}')
+    assert r.status == 400 and problem_type(r) == INVALID, r
+    assert node.http("GET", "/v1/me", headers=two).status == 400
+    assert node.http("POST", "/v1/tickets", headers=two).status == 400

@@ -1056,3 +1056,13 @@ def test_32_channel_stream_is_decided_in_one_statement(ctx):
     ctx.info(f"32-channel stream open: {took * 1000:.1f} ms, one statement")
     still_open_gets(c, pg.sql_value("SELECT herald.publish($1, $2, 'chat:c31', 'msg', '{}')",
                                     scope.tenant, scope.org))
+
+
+def test_truncating_grants_ends_streams(ctx):
+    node, scope = ctx.node(), bare_scope(ctx, ["chat"])
+    grant(ctx.pg, scope.tenant, "*", "chat:*")
+    client = opens(ctx, node, "chat:t", scope.token())
+    # TRUNCATE fires no row trigger; its statement trigger tells every node.
+    # (Every test makes its own tenant and grants, so none needs them back.)
+    ctx.pg.sql("TRUNCATE herald.grants")
+    ends_forbidden(client, "chat:t")

@@ -684,3 +684,14 @@ def test_streams_opened_while_revoking_do_not_survive(ctx):
     ctx.info(f"{opened_total} streams opened, {refused_total} refused; {len(survivors)} stayed open")
     assert not survivors, (f"{len(survivors)} of {opened_total} streams opened around a revocation "
                            f"stayed open: {survivors[:3]}")
+
+
+def test_session_that_never_expires_is_still_revocable(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    ctx.pg.sql("UPDATE herald.sessions SET expires_at = 'infinity' "
+               "WHERE token_hash = sha256(convert_to($1, 'UTF8'))", token)
+    client, opened = ctx.subscribe(node, "chat:forever", token)
+    assert opened.json()["expires_at"] is None, opened
+    assert ctx.pg.sql_value("SELECT herald.revoke_session($1)", session_id(ctx.pg, token)) == "t"
+    client.read_until_type("herald.revoked", timeout=5)

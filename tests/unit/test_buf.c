@@ -96,7 +96,10 @@ static void test_json_str(void)
 	json_is(L("caf\xc3\xa9"), "\"caf\xc3\xa9\"", "UTF-8 passes through");
 	json_is(L("a\xe2\x80\xa8" "b\xe2\x80\xa9"), "\"a\\u2028b\\u2029\"", "U+2028 and U+2029 escaped");
 	json_is(L("\xe2\x80\xaa"), "\"\xe2\x80\xaa\"", "U+202A not escaped");
-	json_is(L("\xe2\x80"), "\"\xe2\x80\"", "truncated sequence at the end passes through");
+	json_is("\xe2\x80", 2, "\"\\ufffd\\ufffd\"", "a truncated sequence becomes U+FFFD");
+	json_is("a\xff" "b\xc0\xaf" "c", 6, "\"a\\ufffdb\\ufffd\\ufffdc\"", "invalid bytes and overlongs become U+FFFD");
+	json_is("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"", "an encoded surrogate becomes U+FFFD");
+	json_is("\xf0\x9f\x98\x80", 4, "\"\xf0\x9f\x98\x80\"", "valid 4-byte UTF-8 passes unchanged");
 	json_is(L("\xe2\x80\xa8"), "\"\\u2028\"", "U+2028 as the whole input");
 	json_is("ab", 1, "\"a\"", "only n bytes");
 
