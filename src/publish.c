@@ -93,6 +93,58 @@ bool publish_check_body(const char *body, size_t n, char *err, size_t errlen)
 	return ok;
 }
 
+/* Walks o for tenant_id / org_id members; path names where we are. */
+static bool scope_walk(struct json_object *o, const char *tenant, const char *org,
+                       struct buf *path, char *err, size_t errlen)
+{
+	size_t at = path->len;
+	bool ok = true;
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, key, val) {
+			if (!ok)
+				break;
+			const char *want = strcmp(key, "tenant_id") == 0 ? tenant
+			                   : strcmp(key, "org_id") == 0   ? org
+			                                                  : NULL;
+			buf_append_char(path, '/');
+			buf_append_str(path, key);
+			if (want && (!json_object_is_type(val, json_type_string) ||
+			             strcmp(json_object_get_string(val), want) != 0)) {
+				snprintf(err, errlen, "%.120s must be the publisher's own %s", path->data,
+				         key);
+				ok = false;
+			} else {
+				ok = scope_walk(val, tenant, org, path, err, errlen);
+			}
+			path->len = at;
+			path->data[at] = '\0';
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; ok && i < json_object_array_length(o); i++) {
+			buf_printf(path, "/%zu", i);
+			ok = scope_walk(json_object_array_get_idx(o, i), tenant, org, path, err, errlen);
+			path->len = at;
+			path->data[at] = '\0';
+		}
+	}
+	return ok;
+}
+
+bool publish_scope_references_ok(const char *body, const char *tenant, const char *org,
+                                  char *err, size_t errlen)
+{
+	struct json_object *o = json_tokener_parse(body), *data;
+	bool ok = true;
+	if (o && json_object_object_get_ex(o, "data", &data)) {
+		struct buf path = BUF_INIT;
+		buf_append_str(&path, "/data");
+		ok = scope_walk(data, tenant, org, &path, err, errlen);
+		buf_free(&path);
+	}
+	json_object_put(o);
+	return ok;
+}
+
 static void publish_event(struct publish_job *pj, PGconn *conn, const struct identity *id,
                           const char *org)
 {
@@ -173,6 +225,8 @@ static void publish_run(struct db_job *job, PGconn *conn)
 		reply_problem(&pj->reply, PROBLEM_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
 	} else if (!publish_check_body(pj->body.data ? pj->body.data : "", pj->body.len, err, sizeof(err))) {
 		reply_problem(&pj->reply, PROBLEM_INVALID_REQUEST, err);
+	} else if (!publish_scope_references_ok(pj->body.data, id.tenant_id, org, err, sizeof(err))) {
+		reply_problem(&pj->reply, PROBLEM_CROSS_SCOPE_REFERENCE, err);
 	} else {
 		publish_event(pj, conn, &id, org);
 	}

@@ -46,6 +46,12 @@ void publish_free(struct publish_job *pj);
  * "type" string and optional "data". On failure returns false with a
  * message for the 400 detail in err. */
 bool publish_check_body(const char *body, size_t n, char *err, size_t errlen);
+/* No cross-scope references (SPEC §5.5): every tenant_id / org_id member
+ * at any depth of "data" must be a string equal to the publisher's tenant
+ * / effective org (null is not). false with the JSON path in err. body is
+ * NUL-terminated and already passed publish_check_body. */
+bool publish_scope_references_ok(const char *body, const char *tenant, const char *org,
+                                  char *err, size_t errlen);
 /* True for application/json, with optional parameters. */
 bool publish_media_type_ok(const char *content_type);
 

@@ -146,3 +146,25 @@ def test_several_authorization_headers_are_400_everywhere(ctx):
     assert r.status == 400 and problem_type(r) == INVALID, r
     assert node.http("GET", "/v1/me", headers=two).status == 400
     assert node.http("POST", "/v1/tickets", headers=two).status == 400
+
+
+def test_cross_scope_references_are_422(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    own = {"tenant_id": scope.tenant, "org_id": scope.org,
+           "items": [{"org_id": scope.org, "n": 1}]}
+    assert publish(node, token, "chat:x", "msg", own).status == 201
+    foreign = {
+        "other tenant": {"tenant_id": "someone-else"},
+        "other org, nested in an array": {"items": [{"n": 1}, {"org_id": "other-org"}]},
+        "null org": {"org_id": None},
+        "number tenant": {"deep": {"tenant_id": 7}},
+    }
+    wrong = {}
+    for label, data in foreign.items():
+        r = publish(node, token, "chat:x", "msg", data)
+        if r.status != 422 or problem_type(r) != "urn:herald:cross_scope_reference":
+            wrong[label] = r
+    assert not wrong, f"expected 422 cross_scope_reference for: {wrong}"
+    r = publish(node, token, "chat:x", "msg", {"items": [{"n": 1}, {"org_id": "other-org"}]})
+    assert "/data/items/1/org_id" in r.json()["detail"], r
