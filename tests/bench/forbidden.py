@@ -45,12 +45,8 @@ Standard library only.
 """
 
 import argparse
-import hashlib
 import json
 import os
-import resource
-import shutil
-import subprocess
 import sys
 import time
 
@@ -136,34 +132,16 @@ def run_loop(loop, seconds):
 
 
 def inner(args):
-    tmp = os.environ["HERALD_TMPDIR"]
-    conninfo = os.environ["HERALD_DB"]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = max(args.streams + args.bulk, args.open) + 256
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
-
-    binary = os.path.join(tmp, "herald")
-    shutil.copy2(args.herald_bin, binary)
-    r = subprocess.run([binary, "--migrate", "--db", conninfo], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        say("herald --migrate failed:\n" + r.stdout.decode("utf-8", "replace"))
+    ready = rv.prepare(args, max(args.streams + args.bulk, args.open) + 256, say)
+    if not ready:
         return 1
-
-    pg = harness.Postgres(tmp)  # not started: the cluster pg-run started
-    pg.port = int(os.environ["PGPORT"])
+    tmp, conninfo, binary, pg = ready
     scope = harness.setup_scope(pg, features=())  # bare: no feature, no grant
-    t, o = scope.tenant, scope.org
+    t = scope.tenant
     pg.sql("INSERT INTO herald.features (tenant_id, org_id, feature) VALUES ($1, NULL, 'bench')", t)
 
     def issue(user_expr, n):
-        toks = [row[0] for row in pg.sql(
-            "SELECT herald.issue_token(" + user_expr + ", $1, $2, '1 day') "
-            "FROM generate_series(1, $3::int) g ORDER BY g", t, o, n, timeout=120)]
-        ids = dict(pg.sql("SELECT encode(token_hash, 'hex'), id FROM herald.sessions "
-                          "WHERE tenant_id = $1", t, timeout=120))
-        return [(int(ids[hashlib.sha256(tok.encode()).hexdigest()]), tok) for tok in toks]
+        return rv.issue_tokens(pg, scope, user_expr, n)
 
     single = issue("'bench-u' || g", args.streams)
     grant_ids = [int(row[0]) for row in pg.sql(
@@ -183,10 +161,8 @@ def inner(args):
     pg.sql("INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) "
            "VALUES ($1, NULL, '*', 'realtime.subscribe', 'bench:rate')", t)
 
-    config = {"log_level": "warn", "max_connections_per_user": 1000000,
-              "max_connections_per_ip": 1000000, "subscribe_per_minute": 1000000,
-              "publish_per_second": 1000000}
-    nodes = [harness.Herald(tmp, conninfo, f"bench-n{i}", config, binary=binary) for i in (1, 2)]
+    nodes = [harness.Herald(tmp, conninfo, f"bench-n{i}", rv.NODE_CONFIG, binary=binary)
+             for i in (1, 2)]
     rc = 1
     psql = None
     try:
@@ -423,10 +399,7 @@ def inner(args):
               + (f" (first: {others[0].other})" if others else ""))
         print(f"  untouched streams open    {len(still_open)} of {len(streams) - len(gone)}")
         print("  herald exit               " + ", ".join(f"{k} {v}" for k, v in exits.items()))
-        for n in nodes:
-            lines = [ln for ln in n.log_text().splitlines() if not ln.startswith("=== harness")]
-            if lines:
-                print(f"  {n.node_id} log ({len(lines)} lines), first: {lines[0][:200]}")
+        rv.print_node_logs(nodes)
         ok = (not lost and not wrong and not collateral_single and not collateral_bulk
               and not collateral_burst and not others and len(still_open) == len(streams) - len(gone)
               and (not bulk_res or bulk_res["closed"] == len(bulk))
@@ -436,13 +409,7 @@ def inner(args):
         rc = 0 if ok else 1
         return rc
     finally:
-        if psql:
-            psql.close()
-        for n in nodes:
-            n.stop(timeout=5)
-        if rc != 0:
-            for n in nodes:
-                say(f"{n.node_id} log tail:\n" + "\n".join(harness.tail(n.logfile, 20)))
+        rv.stop_all(psql, nodes, rc, say)
 
 
 def main(argv):
@@ -464,16 +431,7 @@ def main(argv):
     p.add_argument("--herald-bin", default=harness.herald_bin(), help="[$HERALD_BIN or src/herald]")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.herald_bin = os.path.abspath(args.herald_bin)
-    if args.inner:
-        sys.stdout.reconfigure(line_buffering=True)
-        return inner(args)
-    if not os.access(args.herald_bin, os.X_OK):
-        say(f"{args.herald_bin} is not built (make)")
-        return 2
-    return subprocess.call([sys.executable, os.path.join(REPO, "tests", "integration", "harness.py"),
-                            "pg-run", "--", sys.executable, os.path.abspath(__file__), "--inner"]
-                           + argv + ["--herald-bin", args.herald_bin])
+    return rv.run_in_pg(args, argv, __file__, inner, say)
 
 
 if __name__ == "__main__":

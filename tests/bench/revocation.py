@@ -308,40 +308,92 @@ def open_streams(loop, streams, batch, timeout=120):
     return time.monotonic() - started
 
 
-def inner(args):
+# ---- scaffolding shared with forbidden.py -------------------------------------
+
+# SPEC §6 keys only; caps and rates far above what a bench opens.
+NODE_CONFIG = {"log_level": "warn", "max_connections_per_user": 1000000,
+               "max_connections_per_ip": 1000000, "subscribe_per_minute": 1000000,
+               "publish_per_second": 1000000}
+
+
+def prepare(args, files, log):
+    """Inside pg-run: raises the fd limit to `files`, copies the herald
+    binary (a rebuild during the run cannot touch it), migrates. Returns
+    (tmp, conninfo, binary, pg) or None after logging why not."""
     tmp = os.environ["HERALD_TMPDIR"]
     conninfo = os.environ["HERALD_DB"]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = args.streams + args.bulk + 256
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
-
+    if soft < files:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(files, soft)), hard))
     binary = os.path.join(tmp, "herald")
     shutil.copy2(args.herald_bin, binary)
     r = subprocess.run([binary, "--migrate", "--db", conninfo], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT)
     if r.returncode != 0:
-        say("herald --migrate failed:\n" + r.stdout.decode("utf-8", "replace"))
-        return 1
-
+        log("herald --migrate failed:\n" + r.stdout.decode("utf-8", "replace"))
+        return None
     pg = harness.Postgres(tmp)  # not started: the cluster pg-run started
     pg.port = int(os.environ["PGPORT"])
+    return tmp, conninfo, binary, pg
+
+
+def issue_tokens(pg, scope, user_expr, n):
+    """n sessions for users named by the SQL expression over g; returns
+    [(session id, token)] in order."""
+    toks = [row[0] for row in pg.sql(
+        "SELECT herald.issue_token(" + user_expr + ", $1, $2, '1 day') "
+        "FROM generate_series(1, $3::int) g ORDER BY g", scope.tenant, scope.org, n, timeout=120)]
+    ids = dict(pg.sql("SELECT encode(token_hash, 'hex'), id FROM herald.sessions "
+                      "WHERE tenant_id = $1", scope.tenant, timeout=120))
+    return [(int(ids[hashlib.sha256(t.encode()).hexdigest()]), t) for t in toks]
+
+
+def print_node_logs(nodes):
+    for n in nodes:
+        lines = [ln for ln in n.log_text().splitlines() if not ln.startswith("=== harness")]
+        if lines:
+            print(f"  {n.node_id} log ({len(lines)} lines), first: {lines[0][:200]}")
+
+
+def stop_all(psql, nodes, rc, log):
+    if psql:
+        psql.close()
+    for n in nodes:
+        n.stop(timeout=5)
+    if rc != 0:
+        for n in nodes:
+            log(f"{n.node_id} log tail:\n" + "\n".join(harness.tail(n.logfile, 20)))
+
+
+def run_in_pg(args, argv, script, inner, log):
+    """main(): run inner(args) inside `harness.py pg-run` (a private
+    PostgreSQL for the run), re-invoking script with --inner."""
+    args.herald_bin = os.path.abspath(args.herald_bin)
+    if args.inner:
+        sys.stdout.reconfigure(line_buffering=True)
+        return inner(args)
+    if not os.access(args.herald_bin, os.X_OK):
+        log(f"{args.herald_bin} is not built (make)")
+        return 2
+    return subprocess.call([sys.executable, os.path.join(REPO, "tests", "integration", "harness.py"),
+                            "pg-run", "--", sys.executable, os.path.abspath(script), "--inner"]
+                           + argv + ["--herald-bin", args.herald_bin])
+
+
+def inner(args):
+    ready = prepare(args, args.streams + args.bulk + 256, say)
+    if not ready:
+        return 1
+    tmp, conninfo, binary, pg = ready
     scope = harness.setup_scope(pg, features=("bench",))
 
     def issue(user_expr, n):
-        toks = [r[0] for r in pg.sql(
-            "SELECT herald.issue_token(" + user_expr + ", $1, $2, '1 day') "
-            "FROM generate_series(1, $3::int) g ORDER BY g", scope.tenant, scope.org, n, timeout=120)]
-        ids = dict(pg.sql("SELECT encode(token_hash, 'hex'), id FROM herald.sessions "
-                          "WHERE tenant_id = $1", scope.tenant, timeout=120))
-        return [(int(ids[hashlib.sha256(t.encode()).hexdigest()]), t) for t in toks]
+        return issue_tokens(pg, scope, user_expr, n)
 
     single = issue("'bench-u' || g", args.streams)
     bulk_sessions = issue("'bulk'", args.bulk_sessions) if args.bulk else []
 
-    config = {"log_level": "warn", "max_connections_per_user": 1000000,
-              "max_connections_per_ip": 1000000, "subscribe_per_minute": 1000000,
-              "publish_per_second": 1000000}
+    config = dict(NODE_CONFIG)
     if args.recheck_interval:
         config["session_recheck_interval"] = args.recheck_interval
     nodes = [harness.Herald(tmp, conninfo, f"bench-n{i}", config, binary=binary) for i in (1, 2)]
@@ -466,10 +518,7 @@ def inner(args):
               + (f" (first: {others[0].other})" if others else ""))
         print(f"  untouched streams open    {len(still_open)} of {len(streams) - len(targets)}")
         print("  herald exit               " + ", ".join(f"{k} {v}" for k, v in exits.items()))
-        for n in nodes:
-            lines = [ln for ln in n.log_text().splitlines() if not ln.startswith("=== harness")]
-            if lines:
-                print(f"  {n.node_id} log ({len(lines)} lines), first: {lines[0][:200]}")
+        print_node_logs(nodes)
         ok = (not lost and not collateral_single and not collateral_bulk and not others
               and len(still_open) == len(streams) - len(targets)
               and (not bulk_res or bulk_res["closed"] == len(bulk))
@@ -477,13 +526,7 @@ def inner(args):
         rc = 0 if ok else 1
         return rc
     finally:
-        if psql:
-            psql.close()
-        for n in nodes:
-            n.stop(timeout=5)
-        if rc != 0:
-            for n in nodes:
-                say(f"{n.node_id} log tail:\n" + "\n".join(harness.tail(n.logfile, 20)))
+        stop_all(psql, nodes, rc, say)
 
 
 def main(argv):
@@ -504,16 +547,7 @@ def main(argv):
     if args.bulk_sessions is None:
         args.bulk_sessions = args.bulk
     args.bulk_sessions = max(1, min(args.bulk_sessions, args.bulk or 1))
-    args.herald_bin = os.path.abspath(args.herald_bin)
-    if args.inner:
-        sys.stdout.reconfigure(line_buffering=True)
-        return inner(args)
-    if not os.access(args.herald_bin, os.X_OK):
-        say(f"{args.herald_bin} is not built (make)")
-        return 2
-    return subprocess.call([sys.executable, os.path.join(REPO, "tests", "integration", "harness.py"),
-                            "pg-run", "--", sys.executable, os.path.abspath(__file__), "--inner"]
-                           + argv + ["--herald-bin", args.herald_bin])
+    return run_in_pg(args, argv, __file__, inner, say)
 
 
 if __name__ == "__main__":
