@@ -11,6 +11,8 @@
 
 #define FEATURE_MAX_LEN 32
 #define NAME_MAX_LEN 200
+/* Above any prefix rank (a prefix is shorter than CHANNEL_MAX_LEN). */
+#define CHANNEL_RULE_EXACT 1000
 
 static bool is_lower(char c)
 {
@@ -80,4 +82,15 @@ bool event_type_reserved(const char *s, size_t n)
 	static const char prefix[] = "herald.";
 
 	return n >= sizeof(prefix) - 1 && memcmp(s, prefix, sizeof(prefix) - 1) == 0;
+}
+
+int channel_rule_rank(const char *pattern, const char *channel)
+{
+	size_t n = strlen(pattern);
+
+	if (strcmp(pattern, channel) == 0)
+		return CHANNEL_RULE_EXACT;
+	if (n == 0 || pattern[n - 1] != '*' || strncmp(pattern, channel, n - 1) != 0)
+		return -1;
+	return (int)(n - 1);
 }

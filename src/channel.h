@@ -22,4 +22,10 @@ bool event_type_valid(const char *s, size_t n);
 /* Types beginning "herald." are reserved for the server. */
 bool event_type_reserved(const char *s, size_t n);
 
+/* How well a rule pattern (an exact channel, or a prefix ending in '*')
+ * fits channel: -1 when it does not match; otherwise higher is more
+ * specific — an exact name beats every prefix, a longer prefix a shorter
+ * one. herald.rule_rank() in sql/0005_integrity.sql ranks the same way. */
+int channel_rule_rank(const char *pattern, const char *channel);
+
 #endif

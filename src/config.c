@@ -83,6 +83,7 @@ static const struct key keys[] = {
 	{"drain_timeout", K_DURATION, F(drain_timeout_ms), 0, DURATION_MAX},
 	{"db_workers", K_INT, F(db_workers), 1, 64},
 	{"audit_queue_max", K_COUNT, F(audit_queue_max), 1, 10000000},
+	{"publish_batch_max", K_INT, F(publish_batch_max), 1, 4096},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -116,6 +117,7 @@ void config_defaults(struct herald_config *c)
 	c->drain_timeout_ms = 5000;
 	c->db_workers = 4;
 	c->audit_queue_max = 10000;
+	c->publish_batch_max = 256;
 }
 
 void config_free(struct herald_config *c)

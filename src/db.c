@@ -90,6 +90,32 @@ bool db_conn_broken(PGconn *conn)
 	return PQstatus(conn) != CONNECTION_OK;
 }
 
+static bool is_sqlstate(const PGresult *r, const char *state)
+{
+	const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	return s && strcmp(s, state) == 0;
+}
+
+PGresult *db_exec_prepared(PGconn *conn, const char *name, const char *sql, int n,
+                           const char *const *values, const int *lengths, const int *formats,
+                           int result_format)
+{
+	/* Asking is cheaper than tracking: a connection that lacks the
+	 * statement (new, or reconnected) answers 26000 once. */
+	PGresult *r = PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
+	if (!is_sqlstate(r, "26000"))
+		return r;
+	PQclear(r);
+	r = PQprepare(conn, name, sql, n, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		log_msg(LOG_ERROR, "cannot prepare a statement", "statement", name, "error",
+		        PQresultErrorMessage(r), NULL);
+		return r;
+	}
+	PQclear(r);
+	return PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
+}
+
 static void worker_disconnect(struct worker *w)
 {
 	if (w->conn) {
@@ -179,6 +205,27 @@ static struct db_job *take_job(struct worker *w)
 	}
 	pthread_mutex_unlock(&queue_mutex);
 	return job;
+}
+
+size_t db_take_queued(db_job_cb run, struct db_job **out, size_t max)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&queue_mutex);
+	struct db_job **link = &queue_head, *prev = NULL;
+	while (*link && n < max) {
+		struct db_job *j = *link;
+		if (j->run == run) {
+			*link = j->next;
+			out[n++] = j;
+			queue_len--;
+		} else {
+			prev = j;
+			link = &j->next;
+		}
+	}
+	queue_tail = queue_head ? (*link ? queue_tail : prev) : NULL;
+	pthread_mutex_unlock(&queue_mutex);
+	return n;
 }
 
 static void *worker_main(void *arg)

@@ -36,6 +36,10 @@ void db_submit(struct db_job *job);
 bool db_ready(void);
 /* Jobs waiting for a worker. */
 unsigned db_backlog(void);
+/* Takes up to max queued jobs whose run function is run out of the queue,
+ * oldest first, into out; returns how many. A worker serves them with its
+ * current job, in one round trip where it can. */
+size_t db_take_queued(db_job_cb run, struct db_job **out, size_t max);
 
 /* Appends a PostgreSQL array literal of n strings (a NULL pointer is a
  * NULL element) / integers, for a text-format parameter ($1::text[],
@@ -52,5 +56,12 @@ PGconn *db_connect(const char *conninfo, const char *application_name);
 bool db_bound_statements(PGconn *conn) HERALD_MUSTCHECK;
 /* After a failed command: true if the connection itself is broken. */
 bool db_conn_broken(PGconn *conn);
+/* PQexecParams for a statement run on every request: prepared under
+ * name on conn the first time (parsed and planned once per connection,
+ * not per call), then executed. name must identify sql for the life of
+ * the process. */
+PGresult *db_exec_prepared(PGconn *conn, const char *name, const char *sql, int n,
+                           const char *const *values, const int *lengths, const int *formats,
+                           int result_format);
 
 #endif

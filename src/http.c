@@ -244,14 +244,28 @@ static const char *header(struct MHD_Connection *c, const char *name)
 	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+struct header_count {
+	const char *name;
+	unsigned n;
+};
+
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
 {
+	struct header_count *hc = cls;
 	(void)kind;
 	(void)value;
-	if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
-		(*(unsigned *)cls)++;
+	if (strcasecmp(key, hc->name) == 0)
+		hc->n++;
 	return MHD_YES;
+}
+
+/* How many times header name came (MHD's lookup sees only the first). */
+static unsigned header_count(struct MHD_Connection *c, const char *name)
+{
+	struct header_count hc = {name, 0};
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+	return hc.n;
 }
 
 static void read_credential(struct request *req, struct credential *c)
@@ -388,6 +402,8 @@ static void begin_publish(struct request *req)
 	pj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
 	pj->content_type = opt_dup(header(req->conn, MHD_HTTP_HEADER_CONTENT_TYPE));
 	pj->origin = opt_dup(header(req->conn, MHD_HTTP_HEADER_ORIGIN));
+	pj->idempotency_key = opt_dup(header(req->conn, "Idempotency-Key"));
+	pj->idempotency_keys = header_count(req->conn, "Idempotency-Key");
 	pj->remote = xstrdup(req->remote);
 	pj->started_ns = time_mono_ns();
 	pj->done = publish_done;
@@ -498,12 +514,10 @@ static bool hint_ok(const char *v)
  * scope hints. NULL when there is none. */
 static const char *request_syntax_error(struct request *req)
 {
-	unsigned auth = 0;
 	if (req->route != ROUTE_STREAM && req->route != ROUTE_PUBLISH &&
 	    req->route != ROUTE_TICKETS && req->route != ROUTE_ME)
 		return NULL;
-	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &auth);
-	if (auth > 1)
+	if (header_count(req->conn, MHD_HTTP_HEADER_AUTHORIZATION) > 1)
 		return "several Authorization headers";
 	if (!hint_ok(scope_hint(req, "Herald-Tenant", "tenant")) ||
 	    !hint_ok(scope_hint(req, "Herald-Org", "org")))

@@ -50,6 +50,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "registry.h"
+#include "rules.h"
 #include "replay.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
@@ -348,6 +349,7 @@ static void try_connect(void)
 		metrics_inc(METRIC_LISTEN_RECONNECTS);
 		validity_recheck_all();
 		policy_changed(NULL);
+		rules_changed();
 	}
 	lost_before = true;
 	atomic_store(&ready, true);

@@ -26,6 +26,7 @@
 #include "message.h"
 #include "migrate.h"
 #include "registry.h"
+#include "rules.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "validity.h"
@@ -234,6 +235,7 @@ int main(int argc, char **argv)
 	audit_stop();
 	db_stop();
 	registry_shutdown();
+	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);
 	config_free(&cfg);
 	return 0;

@@ -5,13 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "audit.h"
+#include "crypto.h"
 #include "db.h"
+#include "log.h"
 #include "metrics.h"
 #include "reply.h"
-#include "log.h"
 #include "session.h"
-#include <stdio.h>
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xmalloc.h"
@@ -20,7 +22,8 @@
  * $1 the token's (or ticket's) hash, $2 channels, $3 org hint, $4 whether
  * $1 is a ticket, $5 whether that ticket came with a valid cursor proof,
  * $6 the permission to decide for each channel (NULL: none). Per channel:
- * "seq:trimmed:feature enabled:authorized", all in this one round trip.
+ * "seq:trimmed:feature enabled:authorized", all in this one round trip,
+ * with the version of the channel rules and event schemas (rules.h).
  * A ticket is claimed (first use) atomically: of two concurrent first uses
  * one wins. A used ticket resolves only with a proof. Either way the
  * session is then judged through resolve_session(), so revocation voids
@@ -53,7 +56,7 @@ static const char lookup_sql[] =
 	"   LEFT JOIN herald.channel_trims t ON t.tenant_id = r.tenant_id"
 	"    AND t.org_id = coalesce(r.org_id, $3) AND t.channel = c.ch"
 	"   ORDER BY c.i), ',') END,"
-	" encode(k.h, 'hex')"
+	" encode(k.h, 'hex'), (SELECT m.rules_version FROM herald.meta m)"
 	" FROM k CROSS JOIN LATERAL herald.resolve_session(k.h) AS r LIMIT 1";
 
 #define CURSOR_KEY_TTL_MS 60000
@@ -125,9 +128,27 @@ const char *session_status_name(enum session_status s)
 	return "?";
 }
 
-static char *opt_value(PGresult *r, int col)
+static char *opt_value(PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
+	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+/* Columns 0-8 of both lookups: resolve_session()'s row, its expiry as
+ * RFC 3339, revoked, expired (judged by the database clock). */
+static enum session_status read_identity(PGresult *r, int row, struct identity *id)
+{
+	id->session_id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+	id->service = strcmp(PQgetvalue(r, row, 1), "service") == 0;
+	id->user_id = xstrdup(PQgetvalue(r, row, 2));
+	id->tenant_id = xstrdup(PQgetvalue(r, row, 3));
+	id->org_id = opt_value(r, row, 4);
+	id->features = opt_value(r, row, 5);
+	id->expires_at = opt_value(r, row, 6); /* NULL: never (NULL or infinite) */
+	if (strcmp(PQgetvalue(r, row, 7), "t") == 0)
+		return SESSION_REVOKED;
+	if (strcmp(PQgetvalue(r, row, 8), "t") == 0)
+		return SESSION_EXPIRED;
+	return SESSION_OK;
 }
 
 static bool parse_flag(const char **s, bool *out, char end)
@@ -157,18 +178,27 @@ static bool parse_heads(const char *s, size_t nch, struct session_heads *h)
 	return true;
 }
 
-enum session_status session_lookup(PGconn *conn, const struct credential *c,
-                                   const char *org_hint, char *const *channels,
-                                   size_t nch, struct identity *id,
-                                   struct session_heads *heads)
+/* What can be told without the database; SESSION_OK: ask it. */
+static enum session_status precheck(PGconn *conn, const struct credential *c)
 {
-	memset(id, 0, sizeof(*id));
 	if (c->source == CREDENTIAL_NONE)
 		return SESSION_MISSING;
 	if (c->malformed)
 		return SESSION_MALFORMED;
 	if (!conn)
 		return SESSION_UNAVAILABLE;
+	return SESSION_OK;
+}
+
+enum session_status session_lookup(PGconn *conn, const struct credential *c,
+                                   const char *org_hint, char *const *channels,
+                                   size_t nch, struct identity *id,
+                                   struct session_heads *heads)
+{
+	memset(id, 0, sizeof(*id));
+	enum session_status pre = precheck(conn, c);
+	if (pre != SESSION_OK)
+		return pre;
 
 	struct buf arr = BUF_INIT;
 	db_append_text_array(&arr, (const char *const *)channels, nch);
@@ -177,7 +207,8 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	                         c->ticket_reuse ? "t" : "f", heads ? heads->permission : NULL};
 	int lengths[6] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0};
 	int formats[6] = {1, 0, 0, 0, 0, 0};
-	PGresult *r = PQexecParams(conn, lookup_sql, 6, NULL, values, lengths, formats, 0);
+	PGresult *r = db_exec_prepared(conn, "herald_session_lookup", lookup_sql, 6, values, lengths,
+	                               formats, 0);
 	buf_free(&arr);
 
 	enum session_status st;
@@ -187,23 +218,12 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	} else if (PQntuples(r) == 0) {
 		st = SESSION_UNKNOWN;
 	} else {
-		if (strcmp(PQgetvalue(r, 0, 7), "t") == 0)
-			st = SESSION_REVOKED;
-		else if (strcmp(PQgetvalue(r, 0, 8), "t") == 0)
-			st = SESSION_EXPIRED;
-		else
-			st = SESSION_OK;
-		id->session_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		id->service = strcmp(PQgetvalue(r, 0, 1), "service") == 0;
-		id->user_id = xstrdup(PQgetvalue(r, 0, 2));
-		id->tenant_id = xstrdup(PQgetvalue(r, 0, 3));
-		id->org_id = opt_value(r, 4);
-		id->features = opt_value(r, 5);
-		id->expires_at = opt_value(r, 6); /* NULL: never (NULL or infinite) */
+		st = read_identity(r, 0, id);
 		if (!hex_to_bytes(PQgetvalue(r, 0, 11), id->token_hash, sizeof(id->token_hash)))
 			st = SESSION_UNAVAILABLE; /* cannot happen: encode() of a 32-byte hash */
 		if (st == SESSION_OK && heads) {
 			snprintf(heads->epoch, sizeof(heads->epoch), "%s", PQgetvalue(r, 0, 9));
+			heads->rules_version = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
 			if (nch && !parse_heads(PQgetvalue(r, 0, 10), nch, heads)) {
 				log_msg(LOG_ERROR, "unexpected channel heads", NULL);
 				identity_free(id);
@@ -213,6 +233,91 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	}
 	PQclear(r);
 	return st;
+}
+
+/*
+ * Many requests of one channel each (publishes), one round trip: $1 the
+ * tokens' hashes in hex, $2 the channels (NULL: invalid, not decided), $3
+ * the org hints, $4 the permission. Columns 0-8 as lookup_sql, then
+ * "feature enabled:authorized", the rules version, and the request's
+ * index; no row for an unknown token.
+ */
+static const char lookup_many_sql[] =
+	"SELECT r.session_id, r.kind, r.user_id, r.tenant_id, r.org_id, r.features::text,"
+	" to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+	" r.revoked_at IS NOT NULL, r.expires_at <= now(),"
+	" CASE WHEN q.ch IS NULL THEN '1:1' ELSE"
+	"  coalesce(herald.feature_enabled(r.tenant_id, coalesce(r.org_id, q.org),"
+	"   split_part(q.ch, ':', 1)), false)::int"
+	"  || ':' || coalesce(herald.authorize(r.session_id, coalesce(r.org_id, q.org), $4, q.ch),"
+	"   false)::int END,"
+	" (SELECT m.rules_version FROM herald.meta m), q.i"
+	" FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(h, ch, org, i)"
+	" CROSS JOIN LATERAL (SELECT * FROM herald.resolve_session(decode(q.h, 'hex')) LIMIT 1) r";
+
+static void read_decision(PGresult *r, int row, struct session_request *q)
+{
+	const char *s = PQgetvalue(r, row, 9);
+	bool ok = parse_flag(&s, &q->feature, ':') && parse_flag(&s, &q->allowed, '\0');
+	q->rules_version = strtoll(PQgetvalue(r, row, 10), NULL, 10);
+	if (q->status == SESSION_OK && !ok) {
+		log_msg(LOG_ERROR, "unexpected authorization columns", NULL);
+		identity_free(&q->id);
+		q->status = SESSION_UNAVAILABLE;
+	}
+}
+
+void session_lookup_many(PGconn *conn, struct session_request *q, size_t n,
+                         const char *permission)
+{
+	struct buf hashes = BUF_INIT, channels = BUF_INIT, orgs = BUF_INIT;
+	const char **h = xcalloc(n, sizeof(*h)), **ch = xcalloc(n, sizeof(*ch));
+	const char **org = xcalloc(n, sizeof(*org));
+	char (*hex)[2 * CRYPTO_SHA256_LEN + 1] = xcalloc(n, sizeof(*hex));
+	size_t asked = 0;
+	for (size_t i = 0; i < n; i++) {
+		memset(&q[i].id, 0, sizeof(q[i].id));
+		q[i].status = precheck(conn, q[i].cred);
+		if (q[i].status != SESSION_OK)
+			continue;
+		q[i].status = SESSION_UNKNOWN; /* until its row is read */
+		crypto_hex(q[i].cred->hash, CRYPTO_SHA256_LEN, hex[i]);
+		h[i] = hex[i];
+		ch[i] = q[i].channel;
+		org[i] = q[i].org_hint;
+		asked++;
+	}
+	if (asked) {
+		db_append_text_array(&hashes, h, n);
+		db_append_text_array(&channels, ch, n);
+		db_append_text_array(&orgs, org, n);
+		const char *values[4] = {hashes.data, channels.data, orgs.data, permission};
+		PGresult *r = db_exec_prepared(conn, "herald_session_lookup_many", lookup_many_sql, 4,
+		                               values, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			log_msg(LOG_ERROR, "session lookup failed", "error", PQresultErrorMessage(r), NULL);
+			for (size_t i = 0; i < n; i++)
+				if (h[i])
+					q[i].status = SESSION_UNAVAILABLE;
+		} else {
+			for (int row = 0; row < PQntuples(r); row++) {
+				size_t i = (size_t)strtoull(PQgetvalue(r, row, 11), NULL, 10) - 1;
+				if (i >= n || !h[i] || q[i].id.user_id)
+					continue; /* cannot happen: one row per asked index */
+				q[i].status = read_identity(r, row, &q[i].id);
+				memcpy(q[i].id.token_hash, q[i].cred->hash, CRYPTO_SHA256_LEN);
+				read_decision(r, row, &q[i]);
+			}
+		}
+		PQclear(r);
+	}
+	buf_free(&hashes);
+	buf_free(&channels);
+	buf_free(&orgs);
+	free(h);
+	free(ch);
+	free(org);
+	free(hex);
 }
 
 bool session_scope(const struct identity *id, const char *tenant_hint,

@@ -39,6 +39,7 @@ struct identity {
 struct session_heads {
 	const char *permission; /* in: decide this permission (NULL: skip) */
 	char epoch[9];
+	int64_t rules_version; /* herald.meta.rules_version (rules.h) */
 	int64_t *seq, *trimmed; /* n each, owned by the caller */
 	bool *feature, *allowed; /* feature enabled for the scope; authorize() said yes */
 };
@@ -57,6 +58,21 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
                                    const char *org_hint, char *const *channels,
                                    size_t nch, struct identity *id,
                                    struct session_heads *heads) HERALD_MUSTCHECK;
+
+/* One request of session_lookup_many(). */
+struct session_request {
+	const struct credential *cred; /* in: never a ticket */
+	const char *org_hint;          /* in */
+	char *channel;                 /* in: a valid channel, or NULL (nothing decided) */
+	enum session_status status;    /* out, as session_lookup() returns it */
+	struct identity id;            /* out, as session_lookup() fills it */
+	bool feature, allowed;         /* out: the decisions for channel */
+	int64_t rules_version;         /* out: herald.meta.rules_version */
+};
+/* session_lookup() for n requests of at most one channel each, deciding
+ * permission for each channel — one round trip for all of them. */
+void session_lookup_many(PGconn *conn, struct session_request *q, size_t n,
+                         const char *permission);
 
 /* The key that proves ticket cursors (herald.meta.cursor_key), read
  * through conn and re-read after a minute; false when it cannot be read. */

@@ -18,6 +18,7 @@
 #include "db.h"
 #include "log.h"
 #include "policy.h"
+#include "rules.h"
 #include "registry.h"
 #include "util/buf.h"
 #include "util/map.h"
@@ -371,6 +372,8 @@ void validity_control(const char *payload)
 		bool one = json_object_object_get_ex(o, "tenant", &tenant) &&
 		           json_object_is_type(tenant, json_type_string);
 		policy_changed(one ? json_object_get_string(tenant) : NULL);
+	} else if (kind && strcmp(kind, "rules") == 0) {
+		rules_changed();
 	} else if (kind && strcmp(kind, "sessions") == 0 &&
 	           json_object_object_get_ex(o, "ids", &ids) &&
 	           json_object_is_type(ids, json_type_array)) {

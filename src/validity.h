@@ -26,7 +26,7 @@ void validity_start(const struct herald_config *cfg);
 /* Hub tick: due expiries, the periodic re-check. */
 void validity_tick(void);
 /* A herald_control notification payload (policy notices are handed to
- * policy.c). */
+ * policy.c, rules notices to rules.c). */
 void validity_control(const char *payload);
 /* Re-resolves every live session (after a LISTEN reconnect). */
 void validity_recheck_all(void);

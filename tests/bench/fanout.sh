@@ -11,7 +11,7 @@
 #   3. --inner: installs the schema, issues a token, starts a copy of herald
 #      (a rebuild of src/herald during the run cannot change it) on a free
 #      port with log_level = warn and the per-user/IP caps lifted, and polls
-#      /readyz;
+#      /readyz (these steps are tests/bench/lib.sh, shared with publish.sh);
 #   4. runs sseload: N streams, server RSS before and after (--rss-pid,
 #      idle HOLD seconds), then ROUNDS fan-out rounds of one event each;
 #   5. prints a results table, SIGTERMs herald and reports how it exited.
@@ -24,8 +24,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-say() { printf 'fanout: %s\n' "$*" >&2; }
+BENCH_NAME=fanout
+. tests/bench/lib.sh
 
 SSELOAD=${SSELOAD:-tests/bench/sseload}
 
@@ -43,7 +43,7 @@ if [ "${1-}" != "--inner" ]; then
 		bash tests/setup.sh
 	fi
 	build_sseload
-	exec python3 tests/integration/harness.py pg-run -- bash tests/bench/fanout.sh --inner
+	bench_pg_run tests/bench/fanout.sh
 fi
 
 # ---- --inner: pg-run set HERALD_DB, PG* and HERALD_TMPDIR ---------------------
@@ -55,40 +55,14 @@ SETTLE_MS=${SETTLE_MS:-1000}
 INTERVAL_MS=${INTERVAL_MS:-200}
 SOURCES=${SOURCES:-4}
 BATCH=${BATCH:-500}
-tmp=${HERALD_TMPDIR:?run this script without --inner}
-
-herald="$tmp/herald"
-cp "${HERALD_BIN:-src/herald}" "$herald"
+bench_inner_init
 log="$tmp/herald.log"
 out="$tmp/sseload.out"
 conf="$tmp/bench.conf"
-hpid=
-herald_rc=-
-
-# Stops herald (SIGTERM, then SIGKILL after 15 s); prints its log tail when
-# something went wrong. Runs on every exit of this shell.
-stop_herald() {
-	[ -n "$hpid" ] || return 0
-	if kill -0 "$hpid" 2>/dev/null; then
-		kill -TERM "$hpid" 2>/dev/null || true
-		local i
-		for ((i = 0; i < 150; i++)); do
-			kill -0 "$hpid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$hpid" 2>/dev/null; then
-			say "herald did not exit 15 s after SIGTERM; SIGKILL"
-			kill -KILL "$hpid" 2>/dev/null || true
-		fi
-	fi
-	herald_rc=0
-	wait "$hpid" 2>/dev/null || herald_rc=$?
-	hpid=
-}
 
 on_exit() {
 	local rc=$?
-	stop_herald
+	bench_stop_herald
 	if [ -n "${OUT_DIR-}" ]; then
 		mkdir -p "$OUT_DIR"
 		cp -f "$log" "$out" "$OUT_DIR/" 2>/dev/null || true
@@ -103,41 +77,9 @@ trap on_exit EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-psql=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$HERALD_DB")
-
-"$herald" --migrate --db "$HERALD_DB" >"$tmp/migrate.log" 2>&1 ||
-	{ cat "$tmp/migrate.log" >&2; exit 1; }
-token=$("${psql[@]}" -c "SELECT herald.issue_token('bench-user','bench-tenant','bench-org','1 day')")
-# Let everyone in the tenant use the bench:* channels (sql/README.md).
-"${psql[@]}" -c "INSERT INTO herald.features (tenant_id, org_id, feature) VALUES ('bench-tenant', NULL, 'bench') ON CONFLICT DO NOTHING" \
-	-c "INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) SELECT 'bench-tenant', NULL, '*', p, 'bench:*' FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish']) AS p ON CONFLICT DO NOTHING" >/dev/null
-
-# SPEC §6 keys only. The per-user/IP caps and rates are set far above N
-# rather than to 0, whose meaning the config table does not fix for them.
-cat >"$conf" <<'EOF'
-log_level = warn
-log_format = text
-max_connections_per_user = 1000000
-max_connections_per_ip = 1000000
-subscribe_per_minute = 1000000
-publish_per_second = 1000000
-EOF
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$herald" --config "$conf" --listen "127.0.0.1:$port" --db "$HERALD_DB" --node-id bench \
-	>"$log" 2>&1 &
-hpid=$!
-
-ready=
-for ((i = 0; i < 300; i++)); do
-	kill -0 "$hpid" 2>/dev/null || { say "herald exited during start"; exit 1; }
-	if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/readyz" 2>/dev/null; then
-		ready=1
-		break
-	fi
-	sleep 0.05
-done
-[ -n "$ready" ] || { say "herald not ready after 15 s"; exit 1; }
+bench_setup_db
+bench_base_conf >"$conf"
+bench_start_herald "$conf" "$log"
 say "herald pid $hpid on 127.0.0.1:$port; sseload: $N streams, $ROUNDS rounds"
 
 set +e
@@ -155,7 +97,7 @@ else
 	herald_alive="NO (it died during the run)"
 fi
 t0=$(date +%s.%N)
-stop_herald
+bench_stop_herald
 t1=$(date +%s.%N)
 
 # ---- the table ------------------------------------------------------------------

@@ -114,6 +114,22 @@ static void test_reserved(void)
 	ok(!event_type_reserved("herald.open", 6), "only n bytes are read");
 }
 
+static void test_rule_rank(void)
+{
+	ok(channel_rule_rank("chat:a", "chat:a") > channel_rule_rank("chat:a*", "chat:a"),
+	   "an exact pattern beats a prefix of the same channel");
+	ok(channel_rule_rank("chat:room-*", "chat:room-1") > channel_rule_rank("chat:*", "chat:room-1"),
+	   "a longer prefix beats a shorter one");
+	ok(channel_rule_rank("chat:*", "chat:room-1") > channel_rule_rank("*", "chat:room-1"),
+	   "any prefix beats the catch-all");
+	ok(channel_rule_rank("*", "chat:x") >= 0, "'*' matches every channel");
+	ok(channel_rule_rank("chat*", "chatter:x") >= 0, "a prefix may end inside the feature");
+	ok(channel_rule_rank("chat:a", "chat:ab") < 0, "an exact pattern is not a prefix");
+	ok(channel_rule_rank("chat:b*", "chat:a") < 0, "a prefix that differs does not match");
+	ok(channel_rule_rank("orders:*", "chat:a") < 0, "another feature does not match");
+	ok(channel_rule_rank("", "chat:a") < 0, "an empty pattern matches nothing");
+}
+
 int main(void)
 {
 	test_channel_ok();
@@ -121,5 +137,6 @@ int main(void)
 	test_channel_refused();
 	test_type();
 	test_reserved();
+	test_rule_rank();
 	return done_testing();
 }

@@ -45,6 +45,7 @@ static void test_defaults(void)
 	is_int(c.drain_timeout_ms, 5000, "drain_timeout 5s");
 	is_int(c.db_workers, 4, "db_workers 4");
 	is_int(c.audit_queue_max, 10000, "audit_queue_max 10000");
+	is_int(c.publish_batch_max, 256, "publish_batch_max 256");
 	config_free(&c);
 }
 
@@ -253,6 +254,8 @@ static void test_ranges(void)
 		{"max_channels_per_stream", "64", true}, {"max_channels_per_stream", "65", false},
 		{"db_workers", "0", false}, {"db_workers", "1", true},
 		{"audit_queue_max", "0", false}, {"audit_queue_max", "5", true},
+		{"publish_batch_max", "0", false}, {"publish_batch_max", "1", true},
+		{"publish_batch_max", "4096", true}, {"publish_batch_max", "4097", false},
 		{"db_workers", "64", true}, {"db_workers", "65", false},
 		{"db_workers", "-1", false}, {"db_workers", "4x", false},
 		{"db_workers", "99999999999999999999", false},
