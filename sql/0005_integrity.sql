@@ -402,5 +402,61 @@ BEGIN
 	RETURN n;
 END $$;
 
+-- The same digest as version 1's, declared STABLE like convert_to() and
+-- int || text inside it: a function declared more stable than its body is
+-- never inlined, and this one was parsed again for every event published.
+CREATE OR REPLACE FUNCTION herald.channel_digest(tenant_id text, org_id text, channel text)
+RETURNS text LANGUAGE sql STABLE STRICT AS $$
+	SELECT substr(encode(sha256(convert_to(
+		octet_length($1) || ':' || $1 || octet_length($2) || ':' || $2 ||
+		octet_length($3) || ':' || $3, 'UTF8')), 'hex'), 1, 12)
+$$;
+
+-- feature_enabled() and the default authorize() in PL/pgSQL. A SQL
+-- function with sub-selects is never inlined, so PostgreSQL parsed and
+-- planned its body again in every statement that called it — most of a
+-- publish's database time; PL/pgSQL keeps its plans for the connection's
+-- life. authorize() is replaced only while it is still the default that
+-- version 4 installed: a DBA's own is left alone.
+CREATE OR REPLACE FUNCTION herald.feature_enabled(tenant_id text, org_id text, feature text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN coalesce(
+		(SELECT f.enabled FROM herald.features f
+		 WHERE f.tenant_id = feature_enabled.tenant_id AND f.org_id = feature_enabled.org_id
+		   AND f.feature = feature_enabled.feature),
+		(SELECT f.enabled FROM herald.features f
+		 WHERE f.tenant_id = feature_enabled.tenant_id AND f.org_id IS NULL
+		   AND f.feature = feature_enabled.feature),
+		false);
+END $$;
+
+DO $do$
+BEGIN
+	IF (SELECT md5(p.prosrc) FROM pg_proc p
+	    WHERE p.oid = 'herald.authorize(bigint,text,text,text)'::regprocedure)
+	   = '7ffdfd39d7f3ded1301eb50688e733c5' THEN
+		CREATE OR REPLACE FUNCTION herald.authorize(session_id bigint, org_id text,
+		                                            permission text, channel text)
+		RETURNS boolean LANGUAGE plpgsql STABLE AS $fn$
+		BEGIN
+			RETURN EXISTS (
+				SELECT 1
+				FROM herald.sessions s
+				JOIN herald.grants g ON g.tenant_id = s.tenant_id
+				 AND (g.org_id IS NULL OR g.org_id = authorize.org_id)
+				 AND g.permission = authorize.permission
+				WHERE s.id = authorize.session_id
+				  AND (g.subject = '*' OR g.subject = 'user:' || s.user_id
+				       OR EXISTS (SELECT 1 FROM herald.role_members m
+				                  WHERE m.tenant_id = s.tenant_id AND m.user_id = s.user_id
+				                    AND (m.org_id IS NULL OR m.org_id = authorize.org_id)
+				                    AND g.subject = 'role:' || m.role))
+				  AND herald.channel_matches(g.channel_pattern, authorize.channel, s.user_id,
+				                             authorize.org_id));
+		END $fn$;
+	END IF;
+END $do$;
+
 INSERT INTO herald.schema_migrations (version, name) VALUES (5, 'integrity')
 ON CONFLICT DO NOTHING;
