@@ -459,3 +459,13 @@ def test_body_postgresql_refuses_fails_alone_in_a_busy_group(ctx):
     assert status.pop(bodies[0]) == 400, results
     assert set(status.values()) == {201}, results
     assert len(scope.events("chat:nul")) == 15
+
+
+def test_cross_scope_rejections_are_audited_and_counted(ctx):
+    node, scope = ctx.node(), ctx.scope()
+    token = scope.token()
+    r = publish(node, token, "chat:x", "msg", {"order": {"tenant_id": "someone-else"}})
+    assert r.status == 422 and problem_type(r) == "urn:herald:cross_scope_reference", r
+    rows = rejected_publishes(ctx, node, "cross_scope_reference", 1)
+    assert rows[0]["tenant_id"] == scope.tenant and rows[0]["channel"] == "chat:x", rows
+    assert node.metrics().value("herald_http_errors_total", code="cross_scope_reference") >= 1
