@@ -66,6 +66,8 @@ static const struct key keys[] = {
 	{"retry", K_DURATION, F(retry_ms), 0, DURATION_MAX},
 	{"history_retention", K_DURATION, F(history_retention_ms), 0, DURATION_MAX},
 	{"session_recheck_interval", K_DURATION, F(session_recheck_interval_ms), 1, DURATION_MAX},
+	{"node_heartbeat_interval", K_DURATION, F(node_heartbeat_interval_ms), 100, DURATION_MAX},
+	{"node_timeout", K_DURATION, F(node_timeout_ms), 300, DURATION_MAX},
 	{"max_event_bytes", K_SIZE, F(max_event_bytes), 1, 16 * MIB},
 	{"max_channels_per_stream", K_COUNT, F(max_channels_per_stream), 1, CURSOR_MAX_CHANNELS},
 	{"max_connections", K_COUNT, F(max_connections), 0, COUNT_MAX},
@@ -100,6 +102,8 @@ void config_defaults(struct herald_config *c)
 	c->retry_ms = 2000;
 	c->history_retention_ms = 3600000;
 	c->session_recheck_interval_ms = 60000;
+	c->node_heartbeat_interval_ms = 5000;
+	c->node_timeout_ms = 15000;
 	c->max_event_bytes = 64 * KIB;
 	c->max_channels_per_stream = 32;
 	c->max_connections = 0;

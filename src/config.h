@@ -31,6 +31,8 @@ struct herald_config {
 	int64_t retry_ms;              /* [2000] */
 	int64_t history_retention_ms;  /* [3600000] */
 	int64_t session_recheck_interval_ms; /* [60000] */
+	int64_t node_heartbeat_interval_ms; /* key "node_heartbeat_interval" [5000] */
+	int64_t node_timeout_ms;        /* key "node_timeout" [15000]: silent nodes are removed */
 	int64_t max_event_bytes;        /* [65536] */
 	int64_t max_channels_per_stream; /* [32] */
 	int64_t max_connections;        /* [0 = open-file limit - 64, filled by main] */

@@ -31,6 +31,7 @@
 #include "netmask.h"
 #include "db.h"
 #include "policy.h"
+#include "presence.h"
 #include "publish.h"
 #include "registry.h"
 #include "reply.h"
@@ -49,7 +50,7 @@
 #define IDLE_TIMEOUT_S 60
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_STREAM,
-             ROUTE_PUBLISH, ROUTE_TICKETS, ROUTE_ME, ROUTE_DEMO };
+             ROUTE_PUBLISH, ROUTE_PRESENCE, ROUTE_TICKETS, ROUTE_ME, ROUTE_DEMO };
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_WAITING, PHASE_READY };
 
@@ -67,6 +68,7 @@ struct request {
 		struct subscribe_job sub;
 		struct publish_job pub;
 		struct ticket_job tkt;
+		struct presence_job pres;
 		struct me_job {
 			struct db_job job;
 			struct credential cred;
@@ -236,6 +238,8 @@ static enum route route_of(const struct target *t, const char **allow)
 		*allow = "POST";
 		return ROUTE_PUBLISH;
 	}
+	if (t->nseg == 4 && seg_is(t, 0, "v1") && seg_is(t, 1, "channels") && seg_is(t, 3, "presence"))
+		return ROUTE_PRESENCE;
 	return ROUTE_NONE;
 }
 
@@ -312,6 +316,11 @@ static void ticket_done(struct ticket_job *tj)
 	job_done(tj->ctx);
 }
 
+static void presence_done(struct presence_job *pj)
+{
+	job_done(pj->ctx);
+}
+
 static void me_run(struct db_job *job, PGconn *conn)
 {
 	struct me_job *mj = (struct me_job *)job;
@@ -364,6 +373,8 @@ static enum MHD_Result answer_ready(struct request *req)
 		return queue_reply(req->conn, &req->u.pub.reply);
 	case ROUTE_TICKETS:
 		return queue_reply(req->conn, &req->u.tkt.reply);
+	case ROUTE_PRESENCE:
+		return queue_reply(req->conn, &req->u.pres.reply);
 	case ROUTE_ME:
 		return queue_reply(req->conn, &req->u.me.reply);
 	default:
@@ -421,6 +432,22 @@ static void begin_ticket(struct request *req)
 	tj->ctx = req;
 }
 
+static enum MHD_Result begin_presence(struct request *req)
+{
+	struct presence_job *pj = &req->u.pres;
+	pj->cfg = cfg;
+	pj->channel = xstrdup(req->target.seg[2]);
+	read_credential(req, &pj->cred);
+	pj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));
+	pj->org_hint = opt_dup(scope_hint(req, "Herald-Org", "org"));
+	pj->remote = xstrdup(req->remote);
+	pj->done = presence_done;
+	pj->ctx = req;
+	presence_prepare(pj);
+	start_job(req, &pj->job);
+	return MHD_YES;
+}
+
 static enum MHD_Result answer_metrics(struct request *req)
 {
 	if (!req->metrics_allowed)
@@ -475,6 +502,8 @@ static enum MHD_Result handle_plain(struct request *req)
 		return MHD_YES;
 	case ROUTE_STREAM:
 		return begin_stream(req);
+	case ROUTE_PRESENCE:
+		return begin_presence(req);
 	default:
 		return MHD_NO;
 	}
@@ -515,7 +544,7 @@ static bool hint_ok(const char *v)
 static const char *request_syntax_error(struct request *req)
 {
 	if (req->route != ROUTE_STREAM && req->route != ROUTE_PUBLISH &&
-	    req->route != ROUTE_TICKETS && req->route != ROUTE_ME)
+	    req->route != ROUTE_TICKETS && req->route != ROUTE_ME && req->route != ROUTE_PRESENCE)
 		return NULL;
 	if (header_count(req->conn, MHD_HTTP_HEADER_AUTHORIZATION) > 1)
 		return "several Authorization headers";
@@ -553,7 +582,8 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 	bool ok;
 	if (req->route == ROUTE_PUBLISH || req->route == ROUTE_TICKETS)
 		ok = strcmp(method, "POST") == 0;
-	else if (req->route == ROUTE_STREAM || req->route == ROUTE_ME)
+	else if (req->route == ROUTE_STREAM || req->route == ROUTE_ME ||
+	         req->route == ROUTE_PRESENCE)
 		ok = strcmp(method, "GET") == 0;
 	else
 		ok = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -681,6 +711,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 		publish_free(&req->u.pub);
 	else if (req->route == ROUTE_TICKETS)
 		ticket_free(&req->u.tkt);
+	else if (req->route == ROUTE_PRESENCE)
+		presence_job_free(&req->u.pres);
 	else if (req->route == ROUTE_ME)
 		reply_free(&req->u.me.reply);
 	if (req->target_ok)

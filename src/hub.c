@@ -49,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
+#include "presence.h"
 #include "registry.h"
 #include "rules.h"
 #include "replay.h"
@@ -232,12 +233,51 @@ static void handle_notify(const char *payload)
 	json_object_put(h);
 }
 
+/* herald_presence: a member joined or left a channel (herald.presence_set
+ * decided it); tell the local subscribers allowed to see presence. */
+static void dispatch_presence(const char *payload)
+{
+	struct json_object *o = json_tokener_parse(payload), *nv;
+	const char *t = o ? json_str(o, "t") : NULL, *org = o ? json_str(o, "o") : NULL;
+	const char *c = o ? json_str(o, "c") : NULL, *u = o ? json_str(o, "u") : NULL;
+	const char *a = o ? json_str(o, "a") : NULL;
+	if (!t || !org || !c || !u || !a || !json_object_object_get_ex(o, "n", &nv)) {
+		log_msg(LOG_WARN, "malformed presence notification", NULL);
+		json_object_put(o);
+		return;
+	}
+	struct buf d = BUF_INIT;
+	buf_append_str(&d, "{\"action\":");
+	buf_append_json_str(&d, a, strlen(a));
+	buf_append_str(&d, ",\"channel\":");
+	buf_append_json_str(&d, c, strlen(c));
+	buf_append_str(&d, ",\"user_id\":");
+	buf_append_json_str(&d, u, strlen(u));
+	buf_printf(&d, ",\"connections\":%lld}", (long long)json_object_get_int64(nv));
+	struct message *m = message_new_control("herald.presence", d.data, false);
+	registry_lock();
+	struct registry_entry *e = registry_find(t, org, c);
+	for (size_t i = 0; e && i < e->nsubs; i++) {
+		struct registry_sub *sub = &e->subs[i];
+		if (sub->s->ch[sub->ch].presence_visible) {
+			note_result(sub->s, stream_push(sub->s, m));
+			metrics_inc(METRIC_PRESENCE_EVENTS);
+		}
+	}
+	registry_unlock();
+	message_unref(m);
+	buf_free(&d);
+	json_object_put(o);
+}
+
 static void drain_notifications(void)
 {
 	PGnotify *n;
 	while (listen_conn && (n = PQnotifies(listen_conn))) {
 		if (strcmp(n->relname, "herald_control") == 0)
 			validity_control(n->extra);
+		else if (strcmp(n->relname, "herald_presence") == 0)
+			dispatch_presence(n->extra);
 		else
 			handle_notify(n->extra);
 		PQfreemem(n);
@@ -321,7 +361,8 @@ static void try_connect(void)
 		listen_conn = NULL;
 	}
 	PGresult *r = listen_conn ? PQexec(listen_conn,
-		"LISTEN herald_events; LISTEN herald_control; SELECT epoch FROM herald.meta") : NULL;
+		"LISTEN herald_events; LISTEN herald_control; LISTEN herald_presence;"
+		" SELECT epoch FROM herald.meta") : NULL;
 	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		if (r)
 			log_msg(LOG_ERROR, "listen failed", "error", PQresultErrorMessage(r), NULL);
@@ -509,6 +550,7 @@ static void tick(void)
 	audit_tick();
 	validity_tick();
 	policy_tick();
+	presence_tick();
 	if (now >= next_heartbeat_ms) {
 		next_heartbeat_ms = now + cfg->heartbeat_interval_ms;
 		struct message *hb = message_new_raw(": hb\n\n", 6);

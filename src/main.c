@@ -25,6 +25,7 @@
 #include "log.h"
 #include "message.h"
 #include "migrate.h"
+#include "presence.h"
 #include "registry.h"
 #include "rules.h"
 #include "util/buf.h"
@@ -213,6 +214,7 @@ int main(int argc, char **argv)
 	registry_init();
 	audit_start(&cfg);
 	validity_start(&cfg);
+	presence_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;
@@ -232,6 +234,7 @@ int main(int argc, char **argv)
 	drain(&cfg);
 	http_stop();
 	hub_stop();
+	presence_stop();
 	audit_stop();
 	db_stop();
 	registry_shutdown();

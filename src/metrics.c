@@ -24,6 +24,8 @@ static const struct {
 	[METRIC_AUDIT_WRITTEN] = {"herald_audit_written_total", "Audit records inserted into herald.audit_log."},
 	[METRIC_AUDIT_SPILLED] = {"herald_audit_spilled_total", "Audit records written only to the log because the queue was full."},
 	[METRIC_AUDIT_WRITE_FAILURES] = {"herald_audit_write_failures_total", "Failed audit batch inserts (rows kept for retry)."},
+	[METRIC_PRESENCE_WRITES] = {"herald_presence_writes_total", "Statements writing this node's presence members (each covers every member changed since the last)."},
+	[METRIC_PRESENCE_EVENTS] = {"herald_presence_events_total", "herald.presence events queued to streams allowed to see them."},
 };
 
 #define MAX_LABELS 20

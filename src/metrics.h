@@ -24,6 +24,8 @@ enum metrics_counter {
 	METRIC_AUDIT_WRITTEN,
 	METRIC_AUDIT_SPILLED,
 	METRIC_AUDIT_WRITE_FAILURES,
+	METRIC_PRESENCE_WRITES,    /* herald.presence_set() statements */
+	METRIC_PRESENCE_EVENTS,    /* herald.presence events queued to streams */
 	METRIC_COUNTER_COUNT
 };
 

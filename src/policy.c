@@ -125,7 +125,8 @@ struct recheck {
 	char **key;
 	size_t *keylen;
 	char **tenants, **orgs, **channels, **sessions;
-	bool *allowed;
+	char **presence; /* "t": decide realtime.presence too (a presence channel) */
+	bool *allowed, *visible;
 	size_t n, cap;
 };
 
@@ -159,6 +160,7 @@ static void add_tuple(struct recheck *rc, const struct stream *s, size_t ch)
 		rc->orgs = xrealloc(rc->orgs, rc->cap * sizeof(*rc->orgs));
 		rc->channels = xrealloc(rc->channels, rc->cap * sizeof(*rc->channels));
 		rc->sessions = xrealloc(rc->sessions, rc->cap * sizeof(*rc->sessions));
+		rc->presence = xrealloc(rc->presence, rc->cap * sizeof(*rc->presence));
 	}
 	rc->key[rc->n] = key;
 	rc->keylen[rc->n] = len;
@@ -166,6 +168,7 @@ static void add_tuple(struct recheck *rc, const struct stream *s, size_t ch)
 	rc->orgs[rc->n] = xstrdup(s->org_id);
 	rc->channels[rc->n] = xstrdup(s->ch[ch].name);
 	rc->sessions[rc->n] = xstrdup(key); /* the key starts with the session id */
+	rc->presence[rc->n] = s->ch[ch].presence ? "t" : "f";
 	rc->n++;
 	map_put(&rc->keys, key, len, (void *)(uintptr_t)rc->n);
 }
@@ -201,33 +204,42 @@ static void recheck_free(struct recheck *rc)
 	free(rc->orgs);
 	free(rc->channels);
 	free(rc->sessions);
+	free(rc->presence);
 	free(rc->allowed);
+	free(rc->visible);
 	map_free(&rc->keys);
 	free(rc->tenant);
 	free(rc);
 }
 
+/* Per tuple: may it still subscribe; on a presence channel, may it still
+ * see presence. */
 static const char decide_sql[] =
 	"SELECT coalesce(herald.feature_enabled(t.ten, t.org, split_part(t.ch, ':', 1))"
-	" AND herald.authorize(t.sid, t.org, '" PERMISSION_SUBSCRIBE "', t.ch), false)"
-	" FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY"
-	" AS t(ten, sid, org, ch, i) ORDER BY t.i";
+	" AND herald.authorize(t.sid, t.org, '" PERMISSION_SUBSCRIBE "', t.ch), false),"
+	" t.pres AND coalesce(herald.authorize(t.sid, t.org, '" PERMISSION_PRESENCE "', t.ch), false)"
+	" FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bool[]) WITH ORDINALITY"
+	" AS t(ten, sid, org, ch, pres, i) ORDER BY t.i";
 
 static bool decide_batch(PGconn *conn, struct recheck *rc, size_t off, size_t n)
 {
-	struct buf ten = BUF_INIT, sid = BUF_INIT, org = BUF_INIT, ch = BUF_INIT;
+	struct buf ten = BUF_INIT, sid = BUF_INIT, org = BUF_INIT, ch = BUF_INIT, pres = BUF_INIT;
 	db_append_text_array(&ten, (const char *const *)rc->tenants + off, n);
 	db_append_text_array(&sid, (const char *const *)rc->sessions + off, n);
 	db_append_text_array(&org, (const char *const *)rc->orgs + off, n);
 	db_append_text_array(&ch, (const char *const *)rc->channels + off, n);
-	const char *values[4] = {ten.data, sid.data, org.data, ch.data};
-	PGresult *r = PQexecParams(conn, decide_sql, 4, NULL, values, NULL, NULL, 0);
+	db_append_text_array(&pres, (const char *const *)rc->presence + off, n);
+	const char *values[5] = {ten.data, sid.data, org.data, ch.data, pres.data};
+	PGresult *r = PQexecParams(conn, decide_sql, 5, NULL, values, NULL, NULL, 0);
 	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == (int)n;
 	if (!ok)
 		log_msg(LOG_WARN, "policy re-check failed", "error", PQresultErrorMessage(r), NULL);
-	for (size_t i = 0; ok && i < n; i++)
+	for (size_t i = 0; ok && i < n; i++) {
 		rc->allowed[off + i] = strcmp(PQgetvalue(r, (int)i, 0), "t") == 0;
+		rc->visible[off + i] = strcmp(PQgetvalue(r, (int)i, 1), "t") == 0;
+	}
 	PQclear(r);
+	buf_free(&pres);
 	buf_free(&ten);
 	buf_free(&sid);
 	buf_free(&org);
@@ -254,8 +266,11 @@ static void apply_stream(struct stream *s, void *arg)
 		uintptr_t at = (uintptr_t)map_get(&ap->rc->keys, key, len);
 		if (key != stack)
 			free(key);
-		if (!at || ap->rc->allowed[at - 1])
-			continue; /* opened since the collection, or still allowed */
+		if (!at)
+			continue; /* opened since the collection */
+		s->ch[i].presence_visible = ap->rc->visible[at - 1];
+		if (ap->rc->allowed[at - 1])
+			continue;
 		policy_forbid(s, i, &ap->wake, &ap->n, &ap->cap);
 		return;
 	}
@@ -283,6 +298,7 @@ static void recheck_run(struct db_job *job, PGconn *conn)
 	registry_unlock();
 	bool ok = conn != NULL;
 	rc->allowed = xcalloc(rc->n ? rc->n : 1, sizeof(*rc->allowed));
+	rc->visible = xcalloc(rc->n ? rc->n : 1, sizeof(*rc->visible));
 	for (size_t off = 0; ok && off < rc->n; off += RECHECK_BATCH) {
 		size_t k = rc->n - off < RECHECK_BATCH ? rc->n - off : RECHECK_BATCH;
 		if (decide_batch(conn, rc, off, k))

@@ -10,6 +10,7 @@
 
 #include "crypto.h"
 #include "cursor.h"
+#include "presence.h"
 #include "registry.h"
 #include "util/map.h"
 #include "util/xmalloc.h"
@@ -163,6 +164,8 @@ void registry_subscribe(struct stream *s, struct registry_entry *const *entries)
 		e->subs[e->nsubs] = (struct registry_sub){s, (unsigned)i};
 		s->ch[i].entry = e;
 		s->ch[i].sub_index = e->nsubs++;
+		if (s->ch[i].presence)
+			presence_joined(s, i);
 	}
 	s->registered = true;
 }
@@ -184,6 +187,8 @@ void registry_remove(struct stream *s)
 			last.s->ch[last.ch].sub_index = at;
 		}
 		s->ch[i].entry = NULL;
+		if (s->ch[i].presence)
+			presence_left(s, i);
 		if (e->nsubs == 0) {
 			map_del(&channel_map, e->key, e->keylen);
 			entry_free(e);

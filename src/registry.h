@@ -5,7 +5,8 @@
  * subscribed streams and last_seq, the highest sequence number the hub has
  * dispatched on that channel, and the map stream id -> stream. Does not own
  * streams (it holds no reference: a stream leaves before it is freed) and
- * never does I/O: callers hold the lock only for memory work.
+ * never does I/O: callers hold the lock only for memory work. Subscribing
+ * and removing a stream count it in and out of presence (presence.h).
  * Lock order: registry, then stream.
  */
 #ifndef HERALD_REGISTRY_H

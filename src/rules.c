@@ -219,6 +219,14 @@ struct channel_rule rules_channel(const struct rules *r, const char *tenant,
 	return *best;
 }
 
+bool rules_presence_possible(const struct rules *r, const char *channel)
+{
+	for (size_t i = 0; i < r->nrules; i++)
+		if (r->rule[i].rule.presence && channel_rule_rank(r->rule[i].pattern, channel) >= 0)
+			return true;
+	return false;
+}
+
 const struct schema *rules_schema(const struct rules *r, const char *tenant,
                                   const char *channel, const char *type,
                                   const char **broken)

@@ -45,6 +45,9 @@ void rules_shutdown(void);
  * rows first, then the most specific pattern); all defaults when none. */
 struct channel_rule rules_channel(const struct rules *r, const char *tenant,
                                   const char *channel);
+/* Could channel be a presence channel in some tenant (a rule with
+ * presence on matches it)? Asked before the tenant is known. */
+bool rules_presence_possible(const struct rules *r, const char *channel);
 /* The schema for events of type on channel in tenant, by the same
  * precedence; NULL when none applies. When one applies but could not be
  * compiled, returns NULL with *broken set to why (else *broken = NULL). */

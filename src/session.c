@@ -21,8 +21,9 @@
 /*
  * $1 the token's (or ticket's) hash, $2 channels, $3 org hint, $4 whether
  * $1 is a ticket, $5 whether that ticket came with a valid cursor proof,
- * $6 the permission to decide for each channel (NULL: none). Per channel:
- * "seq:trimmed:feature enabled:authorized", all in this one round trip,
+ * $6 the permission to decide for each channel (NULL: none), $7 a second
+ * one (NULL: none). Per channel: "seq:trimmed:feature enabled:authorized:
+ * second authorized", all in this one round trip,
  * with the version of the channel rules and event schemas (rules.h).
  * A ticket is claimed (first use) atomically: of two concurrent first uses
  * one wins. A used ticket resolves only with a proof. Either way the
@@ -49,7 +50,10 @@ static const char lookup_sql[] =
 	"     coalesce(herald.feature_enabled(r.tenant_id, coalesce(r.org_id, $3),"
 	"      split_part(c.ch, ':', 1)), false)::int"
 	"     || ':' || coalesce(herald.authorize(r.session_id, coalesce(r.org_id, $3), $6, c.ch),"
-	"      false)::int END"
+	"      false)::int END || ':' ||"
+	"    CASE WHEN $7::text IS NULL THEN '0' ELSE"
+	"     coalesce(herald.authorize(r.session_id, coalesce(r.org_id, $3), $7, c.ch),"
+	"      false)::int::text END"
 	"   FROM unnest($2::text[]) WITH ORDINALITY AS c(ch, i)"
 	"   LEFT JOIN herald.channel_heads h ON h.tenant_id = r.tenant_id"
 	"    AND h.org_id = coalesce(r.org_id, $3) AND h.channel = c.ch"
@@ -172,8 +176,12 @@ static bool parse_heads(const char *s, size_t nch, struct session_heads *h)
 		if (*end != ':')
 			return false;
 		s = end + 1;
-		if (!parse_flag(&s, &h->feature[i], ':') || !parse_flag(&s, &h->allowed[i], last))
+		bool second;
+		if (!parse_flag(&s, &h->feature[i], ':') || !parse_flag(&s, &h->allowed[i], ':') ||
+		    !parse_flag(&s, &second, last))
 			return false;
+		if (h->second_allowed)
+			h->second_allowed[i] = second;
 	}
 	return true;
 }
@@ -203,11 +211,12 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	struct buf arr = BUF_INIT;
 	db_append_text_array(&arr, (const char *const *)channels, nch);
 	bool ticket = c->source == CREDENTIAL_TICKET;
-	const char *values[6] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
-	                         c->ticket_reuse ? "t" : "f", heads ? heads->permission : NULL};
-	int lengths[6] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0};
-	int formats[6] = {1, 0, 0, 0, 0, 0};
-	PGresult *r = db_exec_prepared(conn, "herald_session_lookup", lookup_sql, 6, values, lengths,
+	const char *values[7] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
+	                         c->ticket_reuse ? "t" : "f", heads ? heads->permission : NULL,
+	                         heads ? heads->second_permission : NULL};
+	int lengths[7] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0, 0};
+	int formats[7] = {1, 0, 0, 0, 0, 0, 0};
+	PGresult *r = db_exec_prepared(conn, "herald_session_lookup", lookup_sql, 7, values, lengths,
 	                               formats, 0);
 	buf_free(&arr);
 

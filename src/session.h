@@ -38,6 +38,8 @@ struct identity {
 /* What the lookup reports per channel asked for, in the caller's order. */
 struct session_heads {
 	const char *permission; /* in: decide this permission (NULL: skip) */
+	const char *second_permission; /* in: and this one (NULL: skip) */
+	bool *second_allowed;   /* out when second_permission: authorize() said yes */
 	char epoch[9];
 	int64_t rules_version; /* herald.meta.rules_version (rules.h) */
 	int64_t *seq, *trimmed; /* n each, owned by the caller */

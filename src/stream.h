@@ -57,6 +57,8 @@ struct stream_channel {
 	int64_t sent;     /* last seq written to the client (its cursor) */
 	struct registry_entry *entry; /* registry lock */
 	size_t sub_index;             /* registry lock: index in entry->subs */
+	bool presence;                /* a presence channel: the stream is a member */
+	bool presence_visible;        /* registry lock: may see herald.presence */
 };
 
 struct stream_item {

@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "replay.h"
+#include "rules.h"
 #include "session.h"
 #include "sse.h"
 #include "subscribe.h"
@@ -120,8 +121,23 @@ static struct message *open_message(struct stream *s, const char *node_id,
 	return m;
 }
 
+/* Which channels are presence channels (the stream is a member) and
+ * which of those it may see presence on. */
+static void mark_presence(struct stream *s, const struct rules *rules,
+                          const struct session_heads *heads)
+{
+	for (size_t i = 0; rules && i < s->nch; i++) {
+		s->ch[i].presence = rules_channel(rules, s->tenant_id, s->ch[i].name).presence;
+		/* A rule that appeared since the lookup: not visible until a
+		 * re-check says so. */
+		s->ch[i].presence_visible = s->ch[i].presence && heads->second_permission &&
+		                            heads->second_allowed[i];
+	}
+}
+
 static void build_stream(struct subscribe_job *sj, const struct identity *id,
-                         const char *org, const struct session_heads *heads)
+                         const char *org, const struct session_heads *heads,
+                         const struct rules *rules)
 {
 	char digest[CURSOR_DIGEST_LEN + 1];
 	int64_t start[CURSOR_MAX_CHANNELS];
@@ -133,6 +149,7 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	                              id->session_id, id->user_id, id->tenant_id, org,
 	                              heads->epoch, digest, sj->channels, start, sj->nch);
 	memcpy(s->token_hash, id->token_hash, sizeof(s->token_hash));
+	mark_presence(s, rules, heads);
 	if (sj->cred.source == CREDENTIAL_TICKET) {
 		s->prove = true;
 		memcpy(s->ticket_hash, sj->cred.hash, sizeof(s->ticket_hash));
@@ -216,20 +233,34 @@ static bool check_ticket_proof(struct subscribe_job *sj, PGconn *conn)
 	return true;
 }
 
+/* Presence permission is decided in the same lookup, for channels that a
+ * rule may make presence channels. */
+static void want_presence(struct subscribe_job *sj, const struct rules *rules,
+                          struct session_heads *heads)
+{
+	for (size_t i = 0; rules && i < sj->nch && !sj->syntax_error; i++)
+		if (rules_presence_possible(rules, sj->channels[i]))
+			heads->second_permission = PERMISSION_PRESENCE;
+}
+
 static void subscribe_run(struct db_job *job, PGconn *conn)
 {
 	struct subscribe_job *sj = (struct subscribe_job *)job;
 	struct identity id;
 	int64_t seq[CURSOR_MAX_CHANNELS], trimmed[CURSOR_MAX_CHANNELS];
 	bool feature[CURSOR_MAX_CHANNELS], allowed[CURSOR_MAX_CHANNELS];
+	bool presence[CURSOR_MAX_CHANNELS];
 	struct session_heads heads = {.permission = PERMISSION_SUBSCRIBE, .seq = seq,
-	                              .trimmed = trimmed, .feature = feature, .allowed = allowed};
+	                              .trimmed = trimmed, .feature = feature, .allowed = allowed,
+	                              .second_allowed = presence};
 	size_t nch = sj->syntax_error ? 0 : sj->nch;
 	const char *org;
 
 	enum session_status st;
 	sj->validity_gen = validity_generation();
 	sj->policy_gen = policy_generation();
+	struct rules *rules = rules_get(conn, -1);
+	want_presence(sj, rules, &heads);
 	if (sj->cred.source == CREDENTIAL_TICKET && !sj->cred.malformed &&
 	    !check_ticket_proof(sj, conn)) {
 		memset(&id, 0, sizeof(id));
@@ -237,14 +268,21 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	} else {
 		st = session_lookup(conn, &sj->cred, sj->org_hint, sj->channels, nch, &id, &heads);
 	}
+	if (st == SESSION_OK && rules) {
+		rules_put(rules);
+		rules = rules_get(conn, heads.rules_version);
+	}
 	if (st != SESSION_OK)
 		session_reject(st, &sj->cred, &id, "stream", sj->remote, &sj->reply);
 	else if (sj->syntax_error)
 		reply_problem(&sj->reply, PROBLEM_INVALID_REQUEST, sj->syntax_error);
+	else if (!rules)
+		reply_problem(&sj->reply, PROBLEM_UNAVAILABLE, "the channel rules cannot be read");
 	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply) &&
 	         policy_decide(&id, org, sj->channels, sj->nch, &heads, "stream", sj->remote,
 	                       &sj->reply))
-		build_stream(sj, &id, org, &heads);
+		build_stream(sj, &id, org, &heads, rules);
+	rules_put(rules);
 	if (sj->reply.status)
 		subscribe_audit(sj, &id, "rejected", sj->reply.code, sj->reply.status);
 	identity_free(&id);

@@ -11,7 +11,8 @@
 #   bench_setup_db          herald --migrate; token for bench-user in
 #                           bench-tenant/bench-org ($token); feature `bench`
 #                           and `*` grants for realtime.subscribe/publish on
-#                           bench:*
+#                           bench:*; then $BENCH_SQL, if set (e.g. a
+#                           channel rule turning presence on)
 #   bench_base_conf         prints the config lines every run shares
 #                           (log_level = warn, caps and rates lifted)
 #   bench_start_herald CONF LOG
@@ -44,7 +45,10 @@ bench_setup_db() {
 	token=$("${psql[@]}" -c "SELECT herald.issue_token('bench-user','bench-tenant','bench-org','1 day')")
 	# Let everyone in the tenant use the bench:* channels (sql/README.md).
 	"${psql[@]}" -c "INSERT INTO herald.features (tenant_id, org_id, feature) VALUES ('bench-tenant', NULL, 'bench') ON CONFLICT DO NOTHING" \
-		-c "INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) SELECT 'bench-tenant', NULL, '*', p, 'bench:*' FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish']) AS p ON CONFLICT DO NOTHING" >/dev/null
+		-c "INSERT INTO herald.grants (tenant_id, org_id, subject, permission, channel_pattern) SELECT 'bench-tenant', NULL, '*', p, 'bench:*' FROM unnest(ARRAY['realtime.subscribe', 'realtime.publish', 'realtime.presence']) AS p ON CONFLICT DO NOTHING" >/dev/null
+	if [ -n "${BENCH_SQL-}" ]; then
+		"${psql[@]}" -c "$BENCH_SQL" >/dev/null
+	fi
 }
 
 # SPEC §6 keys only. The per-user/IP caps and rates are set far above any

@@ -16,6 +16,7 @@ EXPECTED_FAMILIES = [
     "herald_events_received_total", "herald_events_delivered_total",
     "herald_listen_reconnects_total", "herald_audit_written_total",
     "herald_audit_spilled_total", "herald_audit_write_failures_total",
+    "herald_presence_writes_total", "herald_presence_events_total",
     "herald_streams_closed_total", "herald_auth_failures_total", "herald_http_errors_total",
     "herald_fanout_latency_seconds", "herald_publish_latency_seconds",
     "herald_notify_lag_seconds", "process_resident_memory_bytes", "process_open_fds",

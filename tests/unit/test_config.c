@@ -28,6 +28,8 @@ static void test_defaults(void)
 	is_int(c.retry_ms, 2000, "retry 2000ms");
 	is_int(c.history_retention_ms, 3600000, "history_retention 1h");
 	is_int(c.session_recheck_interval_ms, 60000, "session_recheck_interval 60s");
+	is_int(c.node_heartbeat_interval_ms, 5000, "node_heartbeat_interval 5s");
+	is_int(c.node_timeout_ms, 15000, "node_timeout 15s");
 	is_int(c.max_event_bytes, 65536, "max_event_bytes 64KiB");
 	is_int(c.max_channels_per_stream, 32, "max_channels_per_stream 32");
 	is_int(c.max_connections, 0, "max_connections 0 (main fills from the file limit)");

@@ -1,0 +1,426 @@
+/*
+ * presence.c — presence across the cluster (see presence.h).
+ *
+ * Member counts change under the registry lock (stream subscribed or
+ * removed) and only touch memory: a member whose count changed is marked
+ * dirty, and one job at a time writes every dirty member's current count
+ * with herald.presence_set(). So 10 000 streams opening in a burst cost a
+ * few statements, and a member who opens and closes between two writes
+ * costs none.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "channel.h"
+#include "log.h"
+#include "metrics.h"
+#include "policy.h"
+#include "presence.h"
+#include "rules.h"
+#include "session.h"
+#include "stream.h"
+#include "util/buf.h"
+#include "util/map.h"
+#include "util/timeutil.h"
+#include "util/xmalloc.h"
+
+/* A member on this node: key is tenant \0 org \0 channel \0 user \0. */
+struct member {
+	char *key;
+	size_t keylen;
+	int count;
+	bool dirty;
+};
+
+static const struct herald_config *cfg;
+static pthread_mutex_t members_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct map members; /* key -> struct member */
+static size_t ndirty;
+/* The node's row is written (and its stale rows of an earlier run gone)
+ * before any member is; nothing is written after the goodbye. */
+static atomic_bool started, stopped;
+static int64_t next_heartbeat_ms;
+
+static struct node_job {
+	struct db_job job;
+	atomic_bool busy;
+} start_job, flush_job, heartbeat_job, stop_job;
+
+static size_t make_key(char *out, const struct stream *s, size_t ch)
+{
+	const char *part[4] = {s->tenant_id, s->org_id, s->ch[ch].name, s->user_id};
+	size_t n = 0;
+	for (int i = 0; i < 4; i++) {
+		size_t k = strlen(part[i]) + 1;
+		if (out)
+			memcpy(out + n, part[i], k);
+		n += k;
+	}
+	return n;
+}
+
+/* Members lock held. */
+static void mark_dirty(struct member *m)
+{
+	if (!m->dirty) {
+		m->dirty = true;
+		ndirty++;
+	}
+}
+
+static void change(const struct stream *s, size_t ch, int delta)
+{
+	char stack[600];
+	size_t len = make_key(NULL, s, ch);
+	char *key = len <= sizeof(stack) ? stack : xmalloc(len);
+	make_key(key, s, ch);
+	pthread_mutex_lock(&members_mutex);
+	struct member *m = map_get(&members, key, len);
+	if (!m) {
+		m = xcalloc(1, sizeof(*m));
+		m->key = xmalloc(len);
+		memcpy(m->key, key, len);
+		m->keylen = len;
+		map_put(&members, m->key, len, m);
+	}
+	m->count += delta;
+	mark_dirty(m);
+	pthread_mutex_unlock(&members_mutex);
+	if (key != stack)
+		free(key);
+}
+
+void presence_joined(const struct stream *s, size_t ch)
+{
+	change(s, ch, 1);
+}
+
+void presence_left(const struct stream *s, size_t ch)
+{
+	change(s, ch, -1);
+}
+
+/* ---- writing members ---------------------------------------------------- */
+
+struct batch {
+	struct member **m; /* copies: key and the count to write */
+	size_t n;
+};
+
+static int cmp_member(const void *a, const void *b)
+{
+	const struct member *x = *(struct member *const *)a, *y = *(struct member *const *)b;
+	size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+	int c = memcmp(x->key, y->key, n);
+	return c ? c : (x->keylen > y->keylen) - (x->keylen < y->keylen);
+}
+
+static struct member *copy_member(const struct member *m)
+{
+	struct member *c = xcalloc(1, sizeof(*c));
+	c->key = xmalloc(m->keylen);
+	memcpy(c->key, m->key, m->keylen);
+	c->keylen = m->keylen;
+	c->count = m->count;
+	return c;
+}
+
+/* Takes the dirty members (all members when all is true), clearing their
+ * marks; members whose count reached 0 are forgotten here. */
+static struct batch take_dirty(bool all)
+{
+	struct batch b = {xmalloc((members.count + 1) * sizeof(*b.m)), 0};
+	void *v;
+	pthread_mutex_lock(&members_mutex);
+	for (size_t i = 0; map_next(&members, &i, &v);) {
+		struct member *m = v;
+		if (!m->dirty && !all)
+			continue;
+		b.m[b.n++] = copy_member(m);
+		m->dirty = false;
+		if (m->count <= 0) {
+			map_del(&members, m->key, m->keylen);
+			free(m->key);
+			free(m);
+		}
+	}
+	ndirty = 0;
+	pthread_mutex_unlock(&members_mutex);
+	qsort(b.m, b.n, sizeof(*b.m), cmp_member);
+	return b;
+}
+
+/* A write failed: its members are written again next time, with
+ * whatever count they have by then. */
+static void put_back(const struct batch *b)
+{
+	pthread_mutex_lock(&members_mutex);
+	for (size_t i = 0; i < b->n; i++) {
+		struct member *m = map_get(&members, b->m[i]->key, b->m[i]->keylen);
+		if (!m) {
+			m = copy_member(b->m[i]);
+			m->count = 0;
+			map_put(&members, m->key, m->keylen, m);
+		}
+		mark_dirty(m);
+	}
+	pthread_mutex_unlock(&members_mutex);
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->m[i]->key);
+		free(b->m[i]);
+	}
+	free(b->m);
+}
+
+static bool write_batch(PGconn *conn, const struct batch *b)
+{
+	static const char sql[] =
+		"SELECT herald.presence_set($1, $2::text[], $3::text[], $4::text[], $5::text[],"
+		" $6::int[])";
+	const char **part[4];
+	int64_t *counts = xcalloc(b->n + 1, sizeof(*counts));
+	for (int k = 0; k < 4; k++)
+		part[k] = xcalloc(b->n + 1, sizeof(char *));
+	for (size_t i = 0; i < b->n; i++) {
+		const char *p = b->m[i]->key;
+		for (int k = 0; k < 4; k++) {
+			part[k][i] = p;
+			p += strlen(p) + 1;
+		}
+		counts[i] = b->m[i]->count > 0 ? b->m[i]->count : 0;
+	}
+	struct buf arr[5] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
+	for (int k = 0; k < 4; k++)
+		db_append_text_array(&arr[k], part[k], b->n);
+	db_append_int8_array(&arr[4], counts, b->n);
+	const char *values[6] = {cfg->node_id, arr[0].data, arr[1].data, arr[2].data, arr[3].data,
+	                         arr[4].data};
+	PGresult *r = PQexecParams(conn, sql, 6, NULL, values, NULL, NULL, 0);
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (ok)
+		metrics_inc(METRIC_PRESENCE_WRITES);
+	else
+		log_msg(LOG_WARN, "presence write failed", "error", PQresultErrorMessage(r), NULL);
+	PQclear(r);
+	for (int k = 0; k < 5; k++)
+		buf_free(&arr[k]);
+	for (int k = 0; k < 4; k++)
+		free(part[k]);
+	free(counts);
+	return ok;
+}
+
+static void flush_run(struct db_job *job, PGconn *conn)
+{
+	struct batch b = take_dirty(false);
+	if (b.n && (!conn || !write_batch(conn, &b)))
+		put_back(&b);
+	batch_free(&b);
+	atomic_store(&((struct node_job *)job)->busy, false);
+}
+
+/* ---- the node's row --------------------------------------------------------- */
+
+static bool node_call(PGconn *conn, const char *sql, const char *what, bool *result)
+{
+	char timeout[32];
+	int64_t t = cfg->node_timeout_ms;
+	/* A timeout shorter than two heartbeats would remove live nodes. */
+	if (t < 2 * cfg->node_heartbeat_interval_ms)
+		t = 2 * cfg->node_heartbeat_interval_ms;
+	snprintf(timeout, sizeof(timeout), "%lld milliseconds", (long long)t);
+	const char *values[2] = {cfg->node_id, timeout};
+	PGresult *r = conn ? PQexecParams(conn, sql, 2, NULL, values, NULL, NULL, 0) : NULL;
+	bool ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (r && !ok)
+		log_msg(LOG_WARN, what, "error", PQresultErrorMessage(r), NULL);
+	if (ok && result)
+		*result = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return ok;
+}
+
+static void start_run(struct db_job *job, PGconn *conn)
+{
+	if (node_call(conn, "SELECT herald.node_start($1), $2::interval IS NOT NULL",
+	              "presence start failed", NULL))
+		atomic_store(&started, true);
+	atomic_store(&((struct node_job *)job)->busy, false);
+}
+
+static void heartbeat_run(struct db_job *job, PGconn *conn)
+{
+	bool known = true;
+	if (node_call(conn, "SELECT herald.node_heartbeat($1, $2::interval)", "node heartbeat failed",
+	              &known) && !known) {
+		/* Taken for dead (the database was away longer than
+		 * node_timeout): the survivors removed our members. */
+		log_msg(LOG_WARN, "this node was taken for dead; writing its members again", NULL);
+		struct batch b = take_dirty(true);
+		put_back(&b);
+		batch_free(&b);
+	}
+	atomic_store(&((struct node_job *)job)->busy, false);
+}
+
+static void stop_run(struct db_job *job, PGconn *conn)
+{
+	(void)job;
+	(void)node_call(conn, "SELECT herald.node_stop($1), $2::interval IS NOT NULL",
+	                "presence stop failed", NULL);
+}
+
+static void submit(struct node_job *j, db_job_cb run)
+{
+	if (atomic_exchange(&j->busy, true))
+		return;
+	j->job.run = run;
+	db_submit(&j->job);
+}
+
+void presence_start(const struct herald_config *c)
+{
+	cfg = c;
+	map_init(&members);
+}
+
+void presence_tick(void)
+{
+	if (atomic_load(&stopped))
+		return;
+	if (!atomic_load(&started)) {
+		submit(&start_job, start_run);
+		return;
+	}
+	int64_t now = time_mono_ms();
+	if (now >= next_heartbeat_ms) {
+		next_heartbeat_ms = now + cfg->node_heartbeat_interval_ms;
+		submit(&heartbeat_job, heartbeat_run);
+	}
+	pthread_mutex_lock(&members_mutex);
+	bool dirty = ndirty > 0;
+	pthread_mutex_unlock(&members_mutex);
+	if (dirty)
+		submit(&flush_job, flush_run);
+}
+
+void presence_stop(void)
+{
+	atomic_store(&stopped, true);
+	if (atomic_load(&started)) {
+		stop_job.job.run = stop_run;
+		db_submit(&stop_job.job);
+	}
+	void *v;
+	for (size_t i = 0; map_next(&members, &i, &v);) {
+		struct member *m = v;
+		free(m->key);
+		free(m);
+	}
+	map_free(&members);
+}
+
+/* ---- GET /v1/channels/{channel}/presence ------------------------------------ */
+
+static void list_members(struct presence_job *pj, PGconn *conn, const char *tenant,
+                         const char *org)
+{
+	static const char sql[] =
+		"SELECT coalesce(json_agg(json_build_object('user_id', m.user_id,"
+		" 'joined_at', to_char(m.joined_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+		" 'connections', m.n) ORDER BY m.user_id), '[]')"
+		" FROM (SELECT p.user_id, min(p.joined_at) AS joined_at, sum(p.connections) AS n"
+		"  FROM herald.presence p JOIN herald.nodes n ON n.node_id = p.node_id"
+		"  WHERE p.tenant_id = $1 AND p.org_id = $2 AND p.channel = $3"
+		"   AND n.heartbeat_at > now() - $4::interval"
+		"  GROUP BY p.user_id) m";
+	char timeout[32];
+	snprintf(timeout, sizeof(timeout), "%lld milliseconds", (long long)cfg->node_timeout_ms);
+	const char *values[4] = {tenant, org, pj->channel, timeout};
+	PGresult *r = PQexecParams(conn, sql, 4, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		struct buf b = BUF_INIT;
+		buf_append(&b, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+		reply_json(&pj->reply, 200, &b);
+	} else {
+		log_msg(LOG_ERROR, "presence read failed", "error", PQresultErrorMessage(r), NULL);
+		reply_problem(&pj->reply, PROBLEM_UNAVAILABLE, "presence cannot be read");
+	}
+	PQclear(r);
+}
+
+/* Refusals after authentication other than authz.denied (written by
+ * policy_decide): invalid channel, scope, presence off. */
+static void audit_refusal(const struct presence_job *pj, const struct identity *id)
+{
+	struct buf d = BUF_INIT;
+	buf_printf(&d, "{\"reason\":\"%s\",\"status\":%u,\"route\":\"presence\"}",
+	           pj->reply.code, pj->reply.status);
+	bool scope = strcmp(pj->reply.code, "scope_violation") == 0;
+	struct audit_record a = {
+		.kind = scope ? "scope.violation" : "presence", .outcome = "rejected",
+		.channel = pj->channel, .remote_addr = pj->remote, .detail = d.data,
+	};
+	session_audit_who(&a, id);
+	audit_record(&a);
+	buf_free(&d);
+}
+
+static void presence_run(struct db_job *job, PGconn *conn)
+{
+	struct presence_job *pj = (struct presence_job *)job;
+	struct identity id;
+	const char *org;
+	bool valid = channel_valid(pj->channel, strlen(pj->channel));
+	int64_t seq, trimmed;
+	bool feature, allowed;
+	struct session_heads heads = {.permission = PERMISSION_PRESENCE, .seq = &seq,
+	                              .trimmed = &trimmed, .feature = &feature, .allowed = &allowed};
+	enum session_status st = session_lookup(conn, &pj->cred, pj->org_hint, &pj->channel,
+	                                        valid ? 1 : 0, &id, &heads);
+	struct rules *rules = NULL;
+	bool audited = false;
+	if (st != SESSION_OK) {
+		session_reject(st, &pj->cred, &id, "presence", pj->remote, &pj->reply);
+	} else if (!valid) {
+		reply_problem(&pj->reply, PROBLEM_INVALID_REQUEST, "invalid channel name");
+	} else if (!session_scope(&id, pj->tenant_hint, pj->org_hint, &org, &pj->reply)) {
+		/* reply prepared */
+	} else if (!policy_decide(&id, org, &pj->channel, 1, &heads, "presence", pj->remote,
+	                          &pj->reply)) {
+		audited = true; /* there, as authz.denied */
+	} else if (!(rules = rules_get(conn, heads.rules_version))) {
+		reply_problem(&pj->reply, PROBLEM_UNAVAILABLE, "the channel rules cannot be read");
+	} else if (!rules_channel(rules, id.tenant_id, pj->channel).presence) {
+		reply_problem(&pj->reply, PROBLEM_NOT_FOUND, "presence is off for this channel");
+	} else {
+		list_members(pj, conn, id.tenant_id, org);
+	}
+	if (st == SESSION_OK && !audited && pj->reply.status >= 400)
+		audit_refusal(pj, &id);
+	rules_put(rules);
+	identity_free(&id);
+	pj->done(pj);
+}
+
+void presence_prepare(struct presence_job *pj)
+{
+	pj->job.run = presence_run;
+}
+
+void presence_job_free(struct presence_job *pj)
+{
+	free(pj->channel);
+	free(pj->tenant_hint);
+	free(pj->org_hint);
+	free(pj->remote);
+	reply_free(&pj->reply);
+	memset(pj, 0, sizeof(*pj));
+}
