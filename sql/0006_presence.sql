@@ -4,9 +4,10 @@
 -- batches, how many of its streams each user has on each channel whose
 -- rule enables presence (herald.presence, one row per node). A member
 -- joins when their first stream anywhere opens and leaves when their last
--- one closes; those transitions are decided here, under a lock per
--- member, and sent to every node on herald_presence. A node that stops
--- heartbeating is removed by the survivors, its members' leaves sent.
+-- one closes; those transitions are decided here, on the member's row in
+-- herald.presence_members, and sent to every node on herald_presence. A
+-- node that stops heartbeating is removed by the survivors, its members'
+-- leaves sent.
 --
 -- Idempotent, like every migration.
 
@@ -28,29 +29,76 @@ CREATE TABLE IF NOT EXISTS herald.presence (
 );
 CREATE INDEX IF NOT EXISTS presence_node ON herald.presence (node_id);
 
--- Sets node's connection count of each member (0: none left) and sends
--- herald_presence {"t","o","c","u","a":"join"|"leave","n"} when the
--- member's count over all nodes leaves or reaches 0. The nodes pass
--- members sorted by (tenant, org, channel, user), so the per-member locks
--- are taken in one order everywhere.
+-- Every member's total over all nodes. Its row lock serialises the
+-- changes of one member, so each join and each leave is seen exactly
+-- once; row locks, unlike advisory locks, do not fill PostgreSQL's lock
+-- table however many members one transaction changes.
+CREATE TABLE IF NOT EXISTS herald.presence_members (
+	tenant_id   text NOT NULL,
+	org_id      text NOT NULL,
+	channel     text NOT NULL,
+	user_id     text NOT NULL,
+	connections bigint NOT NULL,
+	PRIMARY KEY (tenant_id, org_id, channel, user_id)
+);
+
+-- Adds delta to a member's total and sends herald_presence
+-- {"t","o","c","u","a":"join"|"leave","n"} when it leaves or reaches 0.
+CREATE OR REPLACE FUNCTION herald.presence_apply(tenant_id text, org_id text, channel text,
+                                                 user_id text, delta bigint)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	after bigint;
+	action text;
+BEGIN
+	IF delta = 0 THEN
+		RETURN;
+	END IF;
+	INSERT INTO herald.presence_members AS m (tenant_id, org_id, channel, user_id, connections)
+	VALUES (presence_apply.tenant_id, presence_apply.org_id, presence_apply.channel,
+	        presence_apply.user_id, delta)
+	ON CONFLICT ON CONSTRAINT presence_members_pkey
+	DO UPDATE SET connections = m.connections + excluded.connections
+	RETURNING m.connections INTO after;
+	IF after <= 0 THEN
+		DELETE FROM herald.presence_members m
+		WHERE m.tenant_id = presence_apply.tenant_id AND m.org_id = presence_apply.org_id
+		  AND m.channel = presence_apply.channel AND m.user_id = presence_apply.user_id;
+	END IF;
+	action := CASE WHEN after - delta <= 0 AND after > 0 THEN 'join'
+	               WHEN after - delta > 0 AND after <= 0 THEN 'leave' END;
+	IF action IS NOT NULL THEN
+		PERFORM pg_notify('herald_presence', json_build_object('t', presence_apply.tenant_id,
+			'o', presence_apply.org_id, 'c', presence_apply.channel,
+			'u', presence_apply.user_id, 'a', action, 'n', greatest(after, 0))::text);
+	END IF;
+END $$;
+
+-- Sets node's connection count of each member (0: none left). The node
+-- must be registered (herald.nodes): its row is share-locked, so a
+-- survivor removing the node waits for this to commit and then removes
+-- these rows too, and a node taken for dead cannot write rows nobody
+-- will remove. The nodes pass members sorted by (tenant, org, channel,
+-- user) in byte order, as the removal below takes them, so two
+-- transactions never wait on each other's members in a cycle.
 CREATE OR REPLACE FUNCTION herald.presence_set(node text, tenants text[], orgs text[],
                                                channels text[], users text[], counts int[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-	total_before bigint;
-	own_before int;
-	total_after bigint;
-	action text;
+	own int;
 BEGIN
+	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR KEY SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'herald.presence_set: node % is not registered', node
+			USING ERRCODE = 'no_data_found';
+	END IF;
 	FOR i IN 1 .. coalesce(cardinality(users), 0) LOOP
-		PERFORM pg_advisory_xact_lock(hashtextextended(
-			tenants[i] || E'\n' || orgs[i] || E'\n' || channels[i] || E'\n' || users[i], 7283457203));
-		SELECT coalesce(sum(p.connections), 0),
-		       coalesce(sum(p.connections) FILTER (WHERE p.node_id = node), 0)
-		INTO total_before, own_before
-		FROM herald.presence p
+		SELECT p.connections INTO own FROM herald.presence p
 		WHERE p.tenant_id = tenants[i] AND p.org_id = orgs[i] AND p.channel = channels[i]
-		  AND p.user_id = users[i];
+		  AND p.user_id = users[i] AND p.node_id = node
+		FOR UPDATE;
+		own := coalesce(own, 0);
+		CONTINUE WHEN own = greatest(counts[i], 0);
 		IF counts[i] > 0 THEN
 			INSERT INTO herald.presence AS p (tenant_id, org_id, channel, user_id, node_id,
 			                                  connections)
@@ -61,80 +109,75 @@ BEGIN
 			WHERE p.tenant_id = tenants[i] AND p.org_id = orgs[i] AND p.channel = channels[i]
 			  AND p.user_id = users[i] AND p.node_id = node;
 		END IF;
-		total_after := total_before - own_before + greatest(counts[i], 0);
-		action := CASE WHEN total_before = 0 AND total_after > 0 THEN 'join'
-		               WHEN total_before > 0 AND total_after = 0 THEN 'leave' END;
-		IF action IS NOT NULL THEN
-			PERFORM pg_notify('herald_presence', json_build_object('t', tenants[i],
-				'o', orgs[i], 'c', channels[i], 'u', users[i], 'a', action,
-				'n', total_after)::text);
-		END IF;
+		PERFORM herald.presence_apply(tenants[i], orgs[i], channels[i], users[i],
+		                              greatest(counts[i], 0) - own);
 	END LOOP;
 END $$;
 
--- Removes every member row of node, sending the leaves that causes.
-CREATE OR REPLACE FUNCTION herald.presence_drop_node(node text)
+-- Removes every member row of these nodes, sending the leaves that
+-- causes, in the members' byte order (see presence_set).
+CREATE OR REPLACE FUNCTION herald.presence_drop_nodes(nodes text[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-	m record;
+	r record;
 BEGIN
-	SELECT array_agg(p.tenant_id ORDER BY p.tenant_id, p.org_id, p.channel, p.user_id) AS t,
-	       array_agg(p.org_id ORDER BY p.tenant_id, p.org_id, p.channel, p.user_id) AS o,
-	       array_agg(p.channel ORDER BY p.tenant_id, p.org_id, p.channel, p.user_id) AS c,
-	       array_agg(p.user_id ORDER BY p.tenant_id, p.org_id, p.channel, p.user_id) AS u
-	INTO m FROM herald.presence p WHERE p.node_id = node;
-	IF m.u IS NOT NULL THEN
-		PERFORM herald.presence_set(node, m.t, m.o, m.c, m.u,
-		                            array_fill(0, ARRAY[cardinality(m.u)]));
-	END IF;
+	FOR r IN
+		SELECT p.tenant_id, p.org_id, p.channel, p.user_id, p.node_id, p.connections
+		FROM herald.presence p WHERE p.node_id = ANY (nodes)
+		ORDER BY p.tenant_id COLLATE "C", p.org_id COLLATE "C", p.channel COLLATE "C",
+		         p.user_id COLLATE "C"
+	LOOP
+		DELETE FROM herald.presence p
+		WHERE p.tenant_id = r.tenant_id AND p.org_id = r.org_id AND p.channel = r.channel
+		  AND p.user_id = r.user_id AND p.node_id = r.node_id;
+		PERFORM herald.presence_apply(r.tenant_id, r.org_id, r.channel, r.user_id,
+		                              -r.connections);
+	END LOOP;
 END $$;
 
 -- A node's heartbeat: marks node alive and removes the nodes silent for
--- longer than timeout (and presence rows of nodes that have no row).
--- Returns false when node's own row was missing — it had been taken for
--- dead — so that it writes all its members again.
+-- longer than timeout, with their members. Returns false when node's own
+-- row was missing — it had been taken for dead — so that it writes all its
+-- members again.
 CREATE OR REPLACE FUNCTION herald.node_heartbeat(node text, timeout interval)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
 	known boolean;
-	dead text;
+	dead text[];
 BEGIN
 	UPDATE herald.nodes SET heartbeat_at = now() WHERE node_id = node;
 	known := FOUND;
 	IF NOT known THEN
 		INSERT INTO herald.nodes (node_id) VALUES (node) ON CONFLICT DO NOTHING;
 	END IF;
-	FOR dead IN
-		SELECT n.node_id FROM herald.nodes n
-		WHERE n.heartbeat_at < now() - timeout AND n.node_id <> node
-		FOR UPDATE SKIP LOCKED
-	LOOP
-		PERFORM herald.presence_drop_node(dead);
-		DELETE FROM herald.nodes WHERE node_id = dead;
-	END LOOP;
-	FOR dead IN
-		SELECT DISTINCT p.node_id FROM herald.presence p
-		WHERE NOT EXISTS (SELECT 1 FROM herald.nodes n WHERE n.node_id = p.node_id)
-	LOOP
-		PERFORM herald.presence_drop_node(dead);
-	END LOOP;
+	-- A node in the middle of a write holds its row share-locked: it is
+	-- alive, and skipped.
+	dead := ARRAY(SELECT n.node_id FROM herald.nodes n
+	              WHERE n.heartbeat_at < now() - timeout AND n.node_id <> node
+	              FOR UPDATE SKIP LOCKED);
+	IF cardinality(dead) > 0 THEN
+		PERFORM herald.presence_drop_nodes(dead);
+		DELETE FROM herald.nodes WHERE node_id = ANY (dead);
+	END IF;
 	RETURN known;
 END $$;
 
 -- A node starting (its rows from an earlier run under the same node id
--- are stale) or stopping: its members leave, its row goes or is renewed.
+-- are stale) or stopping: its members leave, its row is renewed or goes.
 CREATE OR REPLACE FUNCTION herald.node_start(node text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-	PERFORM herald.presence_drop_node(node);
 	INSERT INTO herald.nodes AS n (node_id) VALUES (node)
 	ON CONFLICT (node_id) DO UPDATE SET started_at = now(), heartbeat_at = now();
+	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR UPDATE;
+	PERFORM herald.presence_drop_nodes(ARRAY[node]);
 END $$;
 
 CREATE OR REPLACE FUNCTION herald.node_stop(node text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-	PERFORM herald.presence_drop_node(node);
+	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR UPDATE;
+	PERFORM herald.presence_drop_nodes(ARRAY[node]);
 	DELETE FROM herald.nodes WHERE node_id = node;
 END $$;
 

@@ -286,6 +286,18 @@ void db_submit(struct db_job *job)
 	pthread_mutex_unlock(&queue_mutex);
 }
 
+void db_submit_first(struct db_job *job)
+{
+	pthread_mutex_lock(&queue_mutex);
+	job->next = queue_head;
+	queue_head = job;
+	if (!queue_tail)
+		queue_tail = job;
+	queue_len++;
+	pthread_cond_signal(&queue_cond);
+	pthread_mutex_unlock(&queue_mutex);
+}
+
 bool db_ready(void)
 {
 	return atomic_load(&connected_workers) > 0;

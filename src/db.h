@@ -32,6 +32,9 @@ bool db_start(const char *conninfo, const char *node_id, int n) HERALD_MUSTCHECK
 void db_stop(void);
 /* Queues job; it runs exactly once. */
 void db_submit(struct db_job *job);
+/* The same, ahead of every queued job: for work whose lateness has
+ * consequences (a node's heartbeat). */
+void db_submit_first(struct db_job *job);
 /* True when at least one worker holds a working connection. */
 bool db_ready(void);
 /* Jobs waiting for a worker. */

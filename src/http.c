@@ -435,7 +435,6 @@ static void begin_ticket(struct request *req)
 static enum MHD_Result begin_presence(struct request *req)
 {
 	struct presence_job *pj = &req->u.pres;
-	pj->cfg = cfg;
 	pj->channel = xstrdup(req->target.seg[2]);
 	read_credential(req, &pj->cred);
 	pj->tenant_hint = opt_dup(scope_hint(req, "Herald-Tenant", "tenant"));

@@ -391,6 +391,7 @@ static void try_connect(void)
 		validity_recheck_all();
 		policy_changed(NULL);
 		rules_changed();
+		presence_rules_changed();
 	}
 	lost_before = true;
 	atomic_store(&ready, true);

@@ -237,6 +237,7 @@ int main(int argc, char **argv)
 	presence_stop();
 	audit_stop();
 	db_stop();
+	presence_free();
 	registry_shutdown();
 	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);

@@ -148,7 +148,12 @@ static void add_tuple(struct recheck *rc, const struct stream *s, size_t ch)
 	size_t len = make_key(NULL, s->session_id, s->org_id, s->ch[ch].name);
 	char *key = xmalloc(len + 1);
 	make_key(key, s->session_id, s->org_id, s->ch[ch].name);
-	if (map_get(&rc->keys, key, len)) {
+	uintptr_t at = (uintptr_t)map_get(&rc->keys, key, len);
+	if (at) {
+		/* Another stream of the session on the channel: one decision
+		 * serves both, presence included if either is a member. */
+		if (s->ch[ch].presence)
+			rc->presence[at - 1] = "t";
 		free(key);
 		return;
 	}

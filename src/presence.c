@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "presence.h"
+#include "registry.h"
 #include "rules.h"
 #include "session.h"
 #include "stream.h"
@@ -37,6 +38,8 @@ struct member {
 
 static const struct herald_config *cfg;
 static pthread_mutex_t members_mutex = PTHREAD_MUTEX_INITIALIZER;
+/* One member write at a time, and none after the goodbye. */
+static pthread_mutex_t write_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct map members; /* key -> struct member */
 static size_t ndirty;
 /* The node's row is written (and its stale rows of an earlier run gone)
@@ -47,7 +50,9 @@ static int64_t next_heartbeat_ms;
 static struct node_job {
 	struct db_job job;
 	atomic_bool busy;
-} start_job, flush_job, heartbeat_job, stop_job;
+} start_job, flush_job, heartbeat_job, stop_job, remark_job;
+/* A rules notice arrived: open streams must be re-marked (remark_run). */
+static atomic_bool remark_wanted;
 
 static size_t make_key(char *out, const struct stream *s, size_t ch)
 {
@@ -132,9 +137,9 @@ static struct member *copy_member(const struct member *m)
  * marks; members whose count reached 0 are forgotten here. */
 static struct batch take_dirty(bool all)
 {
-	struct batch b = {xmalloc((members.count + 1) * sizeof(*b.m)), 0};
 	void *v;
 	pthread_mutex_lock(&members_mutex);
+	struct batch b = {xmalloc((members.count + 1) * sizeof(*b.m)), 0};
 	for (size_t i = 0; map_next(&members, &i, &v);) {
 		struct member *m = v;
 		if (!m->dirty && !all)
@@ -219,25 +224,38 @@ static bool write_batch(PGconn *conn, const struct batch *b)
 
 static void flush_run(struct db_job *job, PGconn *conn)
 {
-	struct batch b = take_dirty(false);
-	if (b.n && (!conn || !write_batch(conn, &b)))
-		put_back(&b);
-	batch_free(&b);
+	pthread_mutex_lock(&write_mutex);
+	if (!atomic_load(&stopped)) {
+		struct batch b = take_dirty(false);
+		if (b.n && (!conn || !write_batch(conn, &b)))
+			put_back(&b);
+		batch_free(&b);
+	}
+	pthread_mutex_unlock(&write_mutex);
 	atomic_store(&((struct node_job *)job)->busy, false);
 }
 
 /* ---- the node's row --------------------------------------------------------- */
 
-static bool node_call(PGconn *conn, const char *sql, const char *what, bool *result)
+/* node_timeout, raised to two heartbeats: a shorter one would remove
+ * live nodes. The same for reaping and for listing. */
+static void node_timeout(char *out, size_t n)
 {
-	char timeout[32];
 	int64_t t = cfg->node_timeout_ms;
-	/* A timeout shorter than two heartbeats would remove live nodes. */
 	if (t < 2 * cfg->node_heartbeat_interval_ms)
 		t = 2 * cfg->node_heartbeat_interval_ms;
-	snprintf(timeout, sizeof(timeout), "%lld milliseconds", (long long)t);
+	snprintf(out, n, "%lld milliseconds", (long long)t);
+}
+
+/* Runs sql with the node id as $1 (and the timeout as $2 when it has
+ * one); the first column of its row, a boolean, goes to *result. */
+static bool node_call(PGconn *conn, const char *sql, int nparams, const char *what,
+                      bool *result)
+{
+	char timeout[32];
+	node_timeout(timeout, sizeof(timeout));
 	const char *values[2] = {cfg->node_id, timeout};
-	PGresult *r = conn ? PQexecParams(conn, sql, 2, NULL, values, NULL, NULL, 0) : NULL;
+	PGresult *r = conn ? PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0) : NULL;
 	bool ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (r && !ok)
 		log_msg(LOG_WARN, what, "error", PQresultErrorMessage(r), NULL);
@@ -249,8 +267,7 @@ static bool node_call(PGconn *conn, const char *sql, const char *what, bool *res
 
 static void start_run(struct db_job *job, PGconn *conn)
 {
-	if (node_call(conn, "SELECT herald.node_start($1), $2::interval IS NOT NULL",
-	              "presence start failed", NULL))
+	if (node_call(conn, "SELECT herald.node_start($1)", 1, "presence start failed", NULL))
 		atomic_store(&started, true);
 	atomic_store(&((struct node_job *)job)->busy, false);
 }
@@ -258,8 +275,8 @@ static void start_run(struct db_job *job, PGconn *conn)
 static void heartbeat_run(struct db_job *job, PGconn *conn)
 {
 	bool known = true;
-	if (node_call(conn, "SELECT herald.node_heartbeat($1, $2::interval)", "node heartbeat failed",
-	              &known) && !known) {
+	if (node_call(conn, "SELECT herald.node_heartbeat($1, $2::interval)", 2,
+	              "node heartbeat failed", &known) && !known) {
 		/* Taken for dead (the database was away longer than
 		 * node_timeout): the survivors removed our members. */
 		log_msg(LOG_WARN, "this node was taken for dead; writing its members again", NULL);
@@ -273,16 +290,66 @@ static void heartbeat_run(struct db_job *job, PGconn *conn)
 static void stop_run(struct db_job *job, PGconn *conn)
 {
 	(void)job;
-	(void)node_call(conn, "SELECT herald.node_stop($1), $2::interval IS NOT NULL",
-	                "presence stop failed", NULL);
+	pthread_mutex_lock(&write_mutex);
+	(void)node_call(conn, "SELECT herald.node_stop($1)", 1, "presence stop failed", NULL);
+	pthread_mutex_unlock(&write_mutex);
 }
 
-static void submit(struct node_job *j, db_job_cb run)
+/* ---- rule changes on open streams --------------------------------------------- */
+
+struct remark {
+	struct rules *rules;
+	bool changed;
+};
+
+/* Registry lock held. */
+static void remark_stream(struct stream *s, void *arg)
+{
+	struct remark *rm = arg;
+	for (size_t i = 0; i < s->nch; i++) {
+		bool want = rules_channel(rm->rules, s->tenant_id, s->ch[i].name).presence;
+		if (want == s->ch[i].presence)
+			continue;
+		if (s->registered && want)
+			presence_joined(s, i);
+		else if (s->registered)
+			presence_left(s, i);
+		s->ch[i].presence = want;
+		s->ch[i].presence_visible = false; /* until the re-check decides */
+		rm->changed = true;
+	}
+}
+
+/* Channel rules changed: streams already open join or leave as members
+ * of the channels whose presence was turned on or off, and the policy
+ * re-check decides who may now see presence on them. */
+static void remark_run(struct db_job *job, PGconn *conn)
+{
+	struct remark rm = {rules_get(conn, -1), false};
+	if (rm.rules) {
+		registry_lock();
+		registry_each_stream(remark_stream, &rm);
+		registry_unlock();
+		rules_put(rm.rules);
+		if (rm.changed)
+			policy_changed(NULL);
+	} else {
+		atomic_store(&remark_wanted, true); /* again at a later tick */
+	}
+	atomic_store(&((struct node_job *)job)->busy, false);
+}
+
+void presence_rules_changed(void)
+{
+	atomic_store(&remark_wanted, true);
+}
+
+static void submit(struct node_job *j, db_job_cb run, void (*queue)(struct db_job *))
 {
 	if (atomic_exchange(&j->busy, true))
 		return;
 	j->job.run = run;
-	db_submit(&j->job);
+	queue(&j->job);
 }
 
 void presence_start(const struct herald_config *c)
@@ -296,19 +363,25 @@ void presence_tick(void)
 	if (atomic_load(&stopped))
 		return;
 	if (!atomic_load(&started)) {
-		submit(&start_job, start_run);
+		submit(&start_job, start_run, db_submit);
 		return;
+	}
+	if (atomic_load(&remark_wanted) && !atomic_load(&remark_job.busy)) {
+		atomic_store(&remark_wanted, false);
+		submit(&remark_job, remark_run, db_submit);
 	}
 	int64_t now = time_mono_ms();
 	if (now >= next_heartbeat_ms) {
 		next_heartbeat_ms = now + cfg->node_heartbeat_interval_ms;
-		submit(&heartbeat_job, heartbeat_run);
+		/* First in the queue: late behind slow requests, a live node
+		 * would be taken for dead. */
+		submit(&heartbeat_job, heartbeat_run, db_submit_first);
 	}
 	pthread_mutex_lock(&members_mutex);
 	bool dirty = ndirty > 0;
 	pthread_mutex_unlock(&members_mutex);
 	if (dirty)
-		submit(&flush_job, flush_run);
+		submit(&flush_job, flush_run, db_submit);
 }
 
 void presence_stop(void)
@@ -318,6 +391,10 @@ void presence_stop(void)
 		stop_job.job.run = stop_run;
 		db_submit(&stop_job.job);
 	}
+}
+
+void presence_free(void)
+{
 	void *v;
 	for (size_t i = 0; map_next(&members, &i, &v);) {
 		struct member *m = v;
@@ -342,7 +419,7 @@ static void list_members(struct presence_job *pj, PGconn *conn, const char *tena
 		"   AND n.heartbeat_at > now() - $4::interval"
 		"  GROUP BY p.user_id) m";
 	char timeout[32];
-	snprintf(timeout, sizeof(timeout), "%lld milliseconds", (long long)cfg->node_timeout_ms);
+	node_timeout(timeout, sizeof(timeout));
 	const char *values[4] = {tenant, org, pj->channel, timeout};
 	PGresult *r = PQexecParams(conn, sql, 4, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -360,17 +437,9 @@ static void list_members(struct presence_job *pj, PGconn *conn, const char *tena
  * policy_decide): invalid channel, scope, presence off. */
 static void audit_refusal(const struct presence_job *pj, const struct identity *id)
 {
-	struct buf d = BUF_INIT;
-	buf_printf(&d, "{\"reason\":\"%s\",\"status\":%u,\"route\":\"presence\"}",
-	           pj->reply.code, pj->reply.status);
-	bool scope = strcmp(pj->reply.code, "scope_violation") == 0;
-	struct audit_record a = {
-		.kind = scope ? "scope.violation" : "presence", .outcome = "rejected",
-		.channel = pj->channel, .remote_addr = pj->remote, .detail = d.data,
-	};
+	struct audit_record a = {.channel = pj->channel, .remote_addr = pj->remote};
 	session_audit_who(&a, id);
-	audit_record(&a);
-	buf_free(&d);
+	session_audit_refusal(&a, "presence", &pj->reply);
 }
 
 static void presence_run(struct db_job *job, PGconn *conn)

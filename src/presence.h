@@ -25,8 +25,14 @@ struct stream;
 void presence_start(const struct herald_config *cfg);
 /* Queues the node's goodbye (its members leave); before db_stop(). */
 void presence_stop(void);
+/* Frees the member counts; after db_stop(). */
+void presence_free(void);
 /* Hub tick: the start, member writes and heartbeat, each when due. */
 void presence_tick(void);
+
+/* Channel rules changed (a herald_control notice, or the LISTEN connection
+ * came back): open streams are re-marked as members at the next tick. */
+void presence_rules_changed(void);
 
 /* Stream s's channel ch (a presence channel) was subscribed / left.
  * Registry lock held. */
@@ -38,7 +44,6 @@ struct presence_job {
 	struct db_job job;
 	void (*done)(struct presence_job *pj); /* on the worker, at the end */
 	void *ctx;
-	const struct herald_config *cfg;
 	struct credential cred;
 	char *channel; /* decoded path segment, unchecked */
 	char *tenant_hint, *org_hint;

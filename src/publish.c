@@ -226,18 +226,11 @@ static void check_body(struct publish_job *pj, const struct rules *rules)
  * storage). */
 static void audit_rejection(const struct publish_job *pj)
 {
-	bool scope = strcmp(pj->reply.code, "scope_violation") == 0;
-	struct buf d = BUF_INIT;
-	buf_printf(&d, "{\"reason\":\"%s\",\"status\":%u,\"route\":\"publish\"}",
-	           pj->reply.code, pj->reply.status);
 	struct audit_record a = {
-		.kind = scope ? "scope.violation" : "publish", .outcome = "rejected",
-		.channel = pj->channel, .remote_addr = pj->remote, .detail = d.data,
-		.session_id = pj->session_id, .user_id = pj->user_id, .tenant_id = pj->tenant,
-		.org_id = pj->session_org,
+		.channel = pj->channel, .remote_addr = pj->remote, .session_id = pj->session_id,
+		.user_id = pj->user_id, .tenant_id = pj->tenant, .org_id = pj->session_org,
 	};
-	audit_record(&a);
-	buf_free(&d);
+	session_audit_refusal(&a, "publish", &pj->reply);
 }
 
 static void finish(struct publish_job *pj)

@@ -370,6 +370,18 @@ void session_audit_who(struct audit_record *a, const struct identity *id)
 	a->org_id = id->org_id;
 }
 
+void session_audit_refusal(struct audit_record *a, const char *route, const struct reply *r)
+{
+	struct buf d = BUF_INIT;
+	buf_printf(&d, "{\"reason\":\"%s\",\"status\":%u,\"route\":\"%s\"}", r->code, r->status,
+	           route);
+	a->kind = strcmp(r->code, "scope_violation") == 0 ? "scope.violation" : route;
+	a->outcome = "rejected";
+	a->detail = d.data;
+	audit_record(a);
+	buf_free(&d);
+}
+
 void session_reject(enum session_status st, const struct credential *c,
                     const struct identity *id, const char *route, const char *remote,
                     struct reply *r)

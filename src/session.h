@@ -91,6 +91,12 @@ bool session_scope(const struct identity *id, const char *tenant_hint,
 struct audit_record;
 void session_audit_who(struct audit_record *a, const struct identity *id);
 
+/* Audits a request refused after authentication (authz.denied is
+ * policy.c's): kind "scope.violation" for a scope refusal, else route;
+ * detail {"reason": problem code, "status", "route"}. a holds who, the
+ * channel and the remote address. */
+void session_audit_refusal(struct audit_record *a, const char *route, const struct reply *r);
+
 /* Prepares the 401 (or 503) for a failed lookup, and records an
  * authentication failure (audit auth.failure, metrics) with its precise
  * reason; route names the endpoint ("stream", "publish", "me"). */

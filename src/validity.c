@@ -18,6 +18,7 @@
 #include "db.h"
 #include "log.h"
 #include "policy.h"
+#include "presence.h"
 #include "rules.h"
 #include "registry.h"
 #include "util/buf.h"
@@ -374,6 +375,7 @@ void validity_control(const char *payload)
 		policy_changed(one ? json_object_get_string(tenant) : NULL);
 	} else if (kind && strcmp(kind, "rules") == 0) {
 		rules_changed();
+		presence_rules_changed();
 	} else if (kind && strcmp(kind, "sessions") == 0 &&
 	           json_object_object_get_ex(o, "ids", &ids) &&
 	           json_object_is_type(ids, json_type_array)) {

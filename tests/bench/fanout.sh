@@ -20,7 +20,8 @@
 # INTERVAL_MS [200] SOURCES [4] BATCH [500] HERALD_BIN [src/herald]
 # SKIP_BUILD [0] SSELOAD [tests/bench/sseload, built here; another path is
 # used as is, e.g. a sanitizer build] OUT_DIR [unset: when set, sseload's
-# output and the herald log are copied there].
+# output and the herald log are copied there] BENCH_SQL [unset: SQL run
+# after the set-up, e.g. a channel rule turning presence on for bench:*].
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -91,8 +92,13 @@ set -e
 
 herald_alive=yes
 hwm_kb=
+presence_writes=-
 if kill -0 "$hpid" 2>/dev/null; then
 	hwm_kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$hpid/status")
+	presence_writes=$(python3 -c 'import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().splitlines():
+    if line.startswith("herald_presence_writes_total "):
+        print(line.split()[1])' "http://127.0.0.1:$port/metrics" || echo -)
 else
 	herald_alive="NO (it died during the run)"
 fi
@@ -112,6 +118,7 @@ herald fan-out benchmark — one node, $(nproc) CPUs shared by client and server
   streams requested         $N
   streams open              $(val open_streams) (failed $(val open_failed))
   open time / rate          $(val open_seconds) s, $(val open_rate) streams/s (per stream p50 $(val open_latency_p50_ms) ms, p99 $(val open_latency_p99_ms) ms)
+  presence writes           $presence_writes statements (BENCH_SQL can turn presence on for bench:*)
   server RSS before         $(mib "$(val rss_before_kb)") MiB
   server RSS after          $(mib "$(val rss_after_kb)") MiB (after $HOLD s idle; peak during run $(mib "${hwm_kb:--}") MiB)
   RSS per idle stream       $(val rss_per_stream_bytes) bytes

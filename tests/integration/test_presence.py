@@ -6,7 +6,7 @@ however many streams, dead nodes cleaned up by the survivors, a restarted
 node's stale rows cleaned up at start, and permission changes applied to
 presence visibility."""
 
-from harness import bearer, problem_type, publish_ok, wait_audit, wait_for
+from harness import bearer, problem_type, publish_ok, unique, wait_audit, wait_for
 
 FAST = {"node_heartbeat_interval": "200ms", "node_timeout": "1s"}
 
@@ -186,4 +186,53 @@ def test_presence_channels_cost_nothing_elsewhere(ctx):
     seen = client.read_until(lambda e: e.type == "msg", timeout=5)
     assert [e.type for e in seen] == ["msg"], seen
     assert ctx.pg.sql_value("SELECT count(*) FROM herald.presence WHERE tenant_id = $1",
+                            scope.tenant) == "0"
+
+
+def test_rule_changes_apply_to_open_streams(ctx):
+    node = ctx.node()
+    scope = presence_scope(ctx, watchers=["alice"])
+    alice, bob = scope.token(user="alice"), scope.token(user="bob")
+    watcher, _ = ctx.subscribe(node, ["chat:late-1"], alice)
+    r = node.get("/v1/channels/chat:late-1/presence", headers=bearer(alice))
+    assert r.status == 404, r
+    ctx.pg.sql("INSERT INTO herald.channel_rules (tenant_id, channel_pattern, presence) "
+               "VALUES ($1, 'chat:late-*', true)", scope.tenant)
+    wait_members(node, alice, "chat:late-1", {"alice": 1})
+
+    def bob_rows():
+        return ctx.pg.sql_value("SELECT count(*) FROM herald.presence WHERE tenant_id = $1 "
+                                "AND user_id = 'bob'", scope.tenant)
+
+    def bob_visits():  # a join and a leave, each written before the next step
+        client, _ = ctx.subscribe(node, ["chat:late-1"], bob)
+        wait_for(lambda: bob_rows() == "1", 5, what="bob joined")
+        client.close()
+        wait_for(lambda: bob_rows() == "0", 5, what="bob left")
+        return any(e.get("user_id") == "bob" for e in presence_events(watcher, 0.3))
+    wait_for(bob_visits, 10, what="alice sees presence on the channel that became a presence channel")
+    ctx.pg.sql("UPDATE herald.channel_rules SET presence = false WHERE tenant_id = $1 "
+               "AND channel_pattern = 'chat:late-*'", scope.tenant)
+    wait_for(lambda: ctx.pg.sql_value("SELECT count(*) FROM herald.presence WHERE tenant_id = $1 "
+                                      "AND channel = 'chat:late-1'", scope.tenant) == "0", 10,
+             what="alice's membership removed when presence is turned off")
+
+
+def test_a_node_with_tens_of_thousands_of_members_is_written_and_removed(ctx):
+    node = unique("bulk-node")
+    scope = ctx.scope()
+    n = 70000
+    ctx.pg.sql("SELECT herald.node_start($1)", node)
+    ctx.pg.sql("SELECT herald.presence_set($1, array_fill($2::text, ARRAY[$4::int]),"
+               " array_fill($3::text, ARRAY[$4::int]), array_fill('chat:room-1'::text, ARRAY[$4::int]),"
+               " ARRAY(SELECT 'u' || lpad(i::text, 6, '0') FROM generate_series(1, $4::int) i),"
+               " array_fill(1, ARRAY[$4::int]))", node, scope.tenant, scope.org, n)
+    assert ctx.pg.sql_value("SELECT count(*) FROM herald.presence_members WHERE tenant_id = $1",
+                            scope.tenant) == str(n)
+    ctx.pg.sql("UPDATE herald.nodes SET heartbeat_at = now() - interval '1 hour' WHERE node_id = $1",
+               node)
+    ctx.pg.sql("SELECT herald.node_heartbeat($1, interval '1 minute')", unique("survivor"))
+    assert ctx.pg.sql_value("SELECT count(*) FROM herald.presence WHERE tenant_id = $1",
+                            scope.tenant) == "0"
+    assert ctx.pg.sql_value("SELECT count(*) FROM herald.presence_members WHERE tenant_id = $1",
                             scope.tenant) == "0"
