@@ -34,6 +34,7 @@
 #include "presence.h"
 #include "publish.h"
 #include "registry.h"
+#include "replay.h"
 #include "reply.h"
 #include "session.h"
 #include "subscribe.h"
@@ -149,6 +150,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	(void)pos;
 	ssize_t n = stream_read(cls, buf, max);
+	if (stream_replay_due(cls))
+		replay_start(cls);
 	if (n == STREAM_READ_END)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n == STREAM_READ_ERROR)

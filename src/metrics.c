@@ -34,7 +34,8 @@ static const struct {
 	const char *values[MAX_LABELS];
 } family_info[METRIC_FAMILY_COUNT] = {
 	[METRIC_STREAMS_CLOSED] = {"herald_streams_closed_total", "Streams ended, by reason.", "reason",
-		{"client", "shutdown", "database", "retention", "revoked", "expired", "forbidden"}},
+		{"client", "shutdown", "database", "retention", "revoked", "expired", "forbidden",
+		 "overflow"}},
 	[METRIC_AUTH_FAILURES] = {"herald_auth_failures_total", "Failed authentications, by reason.", "reason",
 		{"missing", "malformed", "unknown", "expired", "revoked"}},
 	[METRIC_HTTP_ERRORS] = {"herald_http_errors_total", "Error responses, by problem code.", "code",

@@ -86,14 +86,15 @@ static void push_item(struct stream_item **items, size_t *n, size_t *cap,
 	(*items)[(*n)++] = (struct stream_item){m, (unsigned)ch};
 }
 
-/* Reads every event after pos[] into items; false if a query failed.
- * XXX the whole backlog is held in memory until it is queued; handing
- * it over page by page belongs with the stream queue bound (issue 8). */
+/* Reads the events after pos[] into items, up to half the stream's queue
+ * limit (whole pages; 0: no limit); *more tells whether the log has more.
+ * false if a query failed. */
 static bool read_log(PGconn *conn, struct stream *s, const int64_t *pos,
-                     struct stream_item **items, size_t *nitems)
+                     struct stream_item **items, size_t *nitems, bool *more)
 {
-	size_t cap = 0;
-	for (size_t ch = 0; ch < s->nch; ch++) {
+	size_t cap = 0, bytes = 0, budget = s->queue_limit / 2;
+	*more = false;
+	for (size_t ch = 0; ch < s->nch && !*more; ch++) {
 		char digest[CURSOR_DIGEST_LEN + 1], after[24];
 		const char *name = s->ch[ch].name;
 		int64_t last = pos[ch];
@@ -107,17 +108,22 @@ static bool read_log(PGconn *conn, struct stream *s, const int64_t *pos,
 				PQclear(r);
 				return false;
 			}
-			int rows = PQntuples(r);
-			for (int row = 0; row < rows; row++) {
+			int rows = PQntuples(r), row;
+			for (row = 0; row < rows && !(budget && bytes >= budget); row++) {
 				last = strtoll(PQgetvalue(r, row, 0), NULL, 10);
-				push_item(items, nitems, &cap,
-				          replay_event_message(s->epoch, digest, name, last,
-				                               PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
-				                               (size_t)PQgetlength(r, row, 2),
-				                               PQgetvalue(r, row, 3)),
-				          ch);
+				struct message *m = replay_event_message(
+					s->epoch, digest, name, last, PQgetvalue(r, row, 1),
+					PQgetvalue(r, row, 2), (size_t)PQgetlength(r, row, 2),
+					PQgetvalue(r, row, 3));
+				bytes += m->len;
+				push_item(items, nitems, &cap, m, ch);
 			}
 			PQclear(r);
+			if (budget && bytes >= budget) {
+				/* The rest of the page is read again next step. */
+				*more = row < rows || rows == REPLAY_PAGE || ch + 1 < s->nch;
+				break;
+			}
 			if (rows < REPLAY_PAGE)
 				break;
 		}
@@ -132,10 +138,14 @@ static void replay_run(struct db_job *job, PGconn *conn)
 	int64_t pos[CURSOR_MAX_CHANNELS];
 	struct stream_item *items = NULL;
 	size_t n = 0;
+	bool more;
 
 	stream_positions(s, pos);
-	if (conn && read_log(conn, s, pos, &items, &n)) {
-		stream_replay_done(s, items, n);
+	if (conn && read_log(conn, s, pos, &items, &n, &more)) {
+		char count[24];
+		snprintf(count, sizeof(count), "%zu", n);
+		log_msg(LOG_DEBUG, "catch-up step", "events", count, "more", more ? "yes" : "no", NULL);
+		stream_replay_done(s, items, n, more);
 	} else {
 		/* The client reconnects with its cursor and tries again. */
 		for (size_t i = 0; i < n; i++)

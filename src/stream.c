@@ -57,6 +57,7 @@ const char *stream_end_name(enum stream_end e)
 	case STREAM_END_REVOKED: return "revoked";
 	case STREAM_END_EXPIRED: return "expired";
 	case STREAM_END_FORBIDDEN: return "forbidden";
+	case STREAM_END_OVERFLOW: return "overflow";
 	}
 	return "client";
 }
@@ -155,6 +156,36 @@ enum stream_deliver_result stream_push(struct stream *s, struct message *m)
 	return r;
 }
 
+/* Lock held. The client cannot keep up: everything not yet written is
+ * dropped and herald.overflow ends the stream. Its id is the cursor of
+ * what was written, so a resume gets exactly the rest (SPEC §3). */
+static enum stream_deliver_result overflow_locked(struct stream *s)
+{
+	struct message *m = message_new_control(
+		"herald.overflow", "{\"reason\":\"the client reads too slowly; resume with this id\"}",
+		true);
+	set_end_locked(s, STREAM_END_OVERFLOW);
+	s->state = STREAM_CLOSED;
+	queue_clear(&s->held);
+	queue_clear(&s->queue);
+	s->held_bytes = 0;
+	queue_push(&s->queue, m, 0);
+	s->queued_bytes = m->len;
+	return wake_locked(s);
+}
+
+static bool over_limit_locked(const struct stream *s)
+{
+	return s->queue_limit &&
+	       (s->queued_bytes > s->queue_limit || s->held_bytes > s->queue_limit);
+}
+
+static void hold_locked(struct stream *s, unsigned ch, struct message *m)
+{
+	queue_push(&s->held, message_ref(m), ch);
+	s->held_bytes += m->len;
+}
+
 /* Queues an event if it is the next one on its channel. */
 static bool accept_event_locked(struct stream *s, unsigned ch, struct message *m)
 {
@@ -173,13 +204,13 @@ enum stream_deliver_result stream_deliver(struct stream *s, unsigned ch, struct 
 	switch (s->state) {
 	case STREAM_REGISTERING:
 	case STREAM_REPLAYING:
-		queue_push(&s->held, message_ref(m), ch);
+		hold_locked(s, ch, m);
 		break;
 	case STREAM_LIVE:
 		if (m->seq > s->ch[ch].queued + 1) {
 			/* Missed something: hold this one and catch up from the log. */
 			s->state = STREAM_REPLAYING;
-			queue_push(&s->held, message_ref(m), ch);
+			hold_locked(s, ch, m);
 			r = STREAM_DELIVER_CATCH_UP;
 		} else if (accept_event_locked(s, ch, m)) {
 			r = wake_locked(s);
@@ -188,6 +219,9 @@ enum stream_deliver_result stream_deliver(struct stream *s, unsigned ch, struct 
 	case STREAM_CLOSED:
 		break;
 	}
+	if (s->state != STREAM_CLOSED && over_limit_locked(s) &&
+	    overflow_locked(s) == STREAM_DELIVER_WAKE)
+		r = STREAM_DELIVER_WAKE; /* a catch-up asked for is moot now */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -201,7 +235,18 @@ void stream_registered(struct stream *s, bool replay)
 	/* Messages held while registering are contiguous after the positions
 	 * unless a replay is pending, which will flush them. */
 	if (!replay)
-		stream_replay_done(s, NULL, 0);
+		stream_replay_done(s, NULL, 0, false);
+}
+
+bool stream_replay_due(struct stream *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool due = s->replay_more && s->state == STREAM_REPLAYING &&
+	           s->queued_bytes <= s->queue_limit / 2;
+	if (due)
+		s->replay_more = false;
+	pthread_mutex_unlock(&s->lock);
+	return due;
 }
 
 void stream_positions(struct stream *s, int64_t *out)
@@ -219,7 +264,7 @@ void stream_positions(struct stream *s, int64_t *out)
  * its cursor, and the open path answers herald.reset (the cursor is now
  * below the trimmed mark). Never a silent skip.
  */
-void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
+void stream_replay_done(struct stream *s, struct stream_item *items, size_t n, bool more)
 {
 	enum stream_deliver_result r = STREAM_DELIVER_NONE;
 	bool gap = false;
@@ -232,7 +277,8 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 				accept_event_locked(s, items[i].ch, items[i].msg);
 		}
 		struct stream_item it;
-		while (!gap && queue_pop(&s->held, &it)) {
+		while (!gap && !more && queue_pop(&s->held, &it)) {
+			s->held_bytes -= it.msg->len;
 			gap = it.msg->seq > s->ch[it.ch].queued + 1;
 			if (!gap)
 				accept_event_locked(s, it.ch, it.msg);
@@ -245,6 +291,9 @@ void stream_replay_done(struct stream *s, struct stream_item *items, size_t n)
 			queue_clear(&s->held);
 			queue_clear(&s->queue);
 			s->queued_bytes = 0;
+			s->held_bytes = 0;
+		} else if (more) {
+			s->replay_more = true;
 		} else {
 			s->state = STREAM_LIVE;
 		}
@@ -267,6 +316,7 @@ enum stream_deliver_result stream_close(struct stream *s, struct message *m,
 	if (m && s->state != STREAM_CLOSED) {
 		s->state = STREAM_CLOSED;
 		queue_clear(&s->held);
+		s->held_bytes = 0;
 		queue_push(&s->queue, message_ref(m), 0);
 		s->queued_bytes += m->len;
 		r = wake_locked(s);
@@ -277,6 +327,7 @@ enum stream_deliver_result stream_close(struct stream *s, struct message *m,
 		queue_clear(&s->held);
 		queue_clear(&s->queue);
 		s->queued_bytes = 0;
+		s->held_bytes = 0;
 		r = wake_locked(s);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -9,6 +9,11 @@
  * Exactly-once: every channel has a position, the last sequence number
  * queued; a message at or below it is a duplicate and dropped, one above
  * position + 1 reveals a gap and sends the stream back to REPLAYING.
+ * Bounded: live events queued beyond queue_limit bytes (a client reading
+ * too slowly) end the stream with herald.overflow, carrying the cursor of
+ * what was written, so resuming loses nothing; a catch-up is read from
+ * the log in steps of half the limit, the next when the queue has
+ * drained.
  *
  * Owns its queue and the messages' references in it. Does not own the
  * HTTP connection (it only asks the stream_io to suspend or resume it) and
@@ -48,6 +53,7 @@ enum stream_end {
 	STREAM_END_REVOKED,   /* session revoked, deleted or no longer resolving */
 	STREAM_END_EXPIRED,   /* session expires_at passed */
 	STREAM_END_FORBIDDEN, /* the policy no longer allows one of its channels */
+	STREAM_END_OVERFLOW,  /* the client read too slowly (queue_limit) */
 };
 const char *stream_end_name(enum stream_end e);
 
@@ -88,11 +94,13 @@ struct stream {
 	char epoch[9], digest[13];
 	size_t nch;
 	struct stream_channel *ch; /* sorted by name */
+	size_t queue_limit;        /* stream_queue_bytes; set before the stream is shared */
 
 	/* stream lock */
 	enum stream_state state;
 	struct stream_queue queue, held;
-	size_t queued_bytes;
+	size_t queued_bytes, held_bytes;
+	bool replay_more;        /* the catch-up stopped at the limit: more to read */
 	struct buf out;  /* rendered bytes of the item being written */
 	size_t out_off;
 	bool out_closes;
@@ -140,11 +148,16 @@ enum stream_deliver_result stream_deliver(struct stream *s, unsigned ch, struct 
 void stream_registered(struct stream *s, bool replay);
 /* Positions to replay from (copy of ch[i].queued), under the lock. */
 void stream_positions(struct stream *s, int64_t *out);
-/* Replay finished: items (n references, taken over) were read from the log
- * after the positions; they are queued with dedupe, then the held live
- * messages, and the stream goes LIVE — or, if events are missing (trimmed
- * by retention), it ends so that the client's reconnect gets herald.reset. */
-void stream_replay_done(struct stream *s, struct stream_item *items, size_t n);
+/* A catch-up step: items (n references, taken over) were read from the log
+ * after the positions and are queued with dedupe. When more is true the
+ * log has more: the stream stays REPLAYING until stream_replay_due() asks
+ * for the next step. Otherwise the held live messages follow and the
+ * stream goes LIVE — or, if events are missing (trimmed by retention), it
+ * ends so that the client's reconnect gets herald.reset. */
+void stream_replay_done(struct stream *s, struct stream_item *items, size_t n, bool more);
+/* After a read: true (once) when the catch-up should read its next step,
+ * the queue having drained below half the limit. */
+bool stream_replay_due(struct stream *s);
 /* Ends the stream: m (a closing control message; the stream takes its own
  * reference) is queued after what is already queued, once; m NULL means
  * the client is gone: everything is dropped and the connection is ended

@@ -149,6 +149,7 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	                              id->session_id, id->user_id, id->tenant_id, org,
 	                              heads->epoch, digest, sj->channels, start, sj->nch);
 	memcpy(s->token_hash, id->token_hash, sizeof(s->token_hash));
+	s->queue_limit = (size_t)sj->cfg->stream_queue_bytes;
 	mark_presence(s, rules, heads);
 	if (sj->cred.source == CREDENTIAL_TICKET) {
 		s->prove = true;
