@@ -22,6 +22,7 @@
 #include "db.h"
 #include "http.h"
 #include "hub.h"
+#include "limits.h"
 #include "log.h"
 #include "message.h"
 #include "migrate.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
 	audit_start(&cfg);
 	validity_start(&cfg);
 	presence_start(&cfg);
+	limits_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;
@@ -238,6 +240,7 @@ int main(int argc, char **argv)
 	audit_stop();
 	db_stop();
 	presence_free();
+	limits_stop();
 	registry_shutdown();
 	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);

@@ -24,6 +24,7 @@
 #include "crypto.h"
 #include "channel.h"
 #include "jsoncheck.h"
+#include "limits.h"
 #include "metrics.h"
 #include "log.h"
 #include "policy.h"
@@ -454,7 +455,8 @@ static void check_publish(struct publish_job *pj, PGconn *conn, struct session_r
 		reply_problem(&pj->reply, PROBLEM_UNAVAILABLE, "the channel rules cannot be read");
 		return;
 	}
-	check_body(pj, rules);
+	if (limits_publish(rules, q->id.session_id, q->id.tenant_id, &pj->reply))
+		check_body(pj, rules);
 	rules_put(rules);
 }
 

@@ -24,11 +24,18 @@ struct schema_entry {
 	char *broken;          /* why, then */
 };
 
+struct limits_entry {
+	char *tenant;
+	struct tenant_limits limits;
+};
+
 struct rules {
 	int refs; /* under rules_mutex */
 	int64_t version;
 	struct rule_entry *rule;
 	size_t nrules;
+	struct limits_entry *limits;
+	size_t nlimits;
 	struct schema_entry *schema;
 	size_t nschemas;
 };
@@ -54,8 +61,11 @@ static void rules_free(struct rules *r)
 			schema_free(e->schema);
 		free(e->broken);
 	}
+	for (size_t i = 0; i < r->nlimits; i++)
+		free(r->limits[i].tenant);
 	free(r->rule);
 	free(r->schema);
+	free(r->limits);
 	free(r);
 }
 
@@ -69,7 +79,12 @@ static const char load_sql[] =
 	"  r.require_schema::text, NULL, NULL FROM herald.channel_rules r"
 	" UNION ALL"
 	" SELECT 's', s.tenant_id, s.channel_pattern, NULL, NULL, NULL, NULL, s.event_type,"
-	"  s.schema::text FROM herald.event_schemas s";
+	"  s.schema::text FROM herald.event_schemas s"
+	" UNION ALL"
+	" SELECT 'l', l.tenant_id, NULL, l.max_connections::text,"
+	"  l.max_connections_per_user::text, l.publish_per_second::text,"
+	"  l.subscribe_per_minute::text, l.tenant_publish_per_second::text, NULL"
+	" FROM herald.limits l";
 
 static char *opt_dup(PGresult *res, int row, int col)
 {
@@ -79,6 +94,12 @@ static char *opt_dup(PGresult *res, int row, int col)
 static int64_t opt_int(PGresult *res, int row, int col)
 {
 	return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* A herald.limits column: -1 for NULL (the config value). */
+static int64_t opt_limit(PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? -1 : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
 static bool opt_true(PGresult *res, int row, int col)
@@ -114,6 +135,7 @@ static struct rules *rules_load(PGconn *conn)
 	r->refs = 1;
 	r->rule = xcalloc((size_t)n + 1, sizeof(*r->rule));
 	r->schema = xcalloc((size_t)n + 1, sizeof(*r->schema));
+	r->limits = xcalloc((size_t)n + 1, sizeof(*r->limits));
 	for (int i = 0; i < n; i++) {
 		char kind = PQgetvalue(res, i, 0)[0];
 		if (kind == 'v') {
@@ -126,6 +148,16 @@ static struct rules *rules_load(PGconn *conn)
 			e->rule.history_ms = opt_int(res, i, 4);
 			e->rule.max_bytes = opt_int(res, i, 5);
 			e->rule.require_schema = opt_true(res, i, 6);
+		} else if (kind == 'l') {
+			struct limits_entry *e = &r->limits[r->nlimits++];
+			e->tenant = xstrdup(PQgetvalue(res, i, 1));
+			e->limits = (struct tenant_limits){
+				.max_connections = opt_limit(res, i, 3),
+				.max_connections_per_user = opt_limit(res, i, 4),
+				.publish_per_second = opt_limit(res, i, 5),
+				.subscribe_per_minute = opt_limit(res, i, 6),
+				.tenant_publish_per_second = opt_limit(res, i, 7),
+			};
 		} else {
 			struct schema_entry *e = &r->schema[r->nschemas++];
 			e->tenant = opt_dup(res, i, 1);
@@ -245,4 +277,12 @@ const struct schema *rules_schema(const struct rules *r, const char *tenant,
 	}
 	*broken = best ? best->broken : NULL;
 	return best ? best->schema : NULL;
+}
+
+struct tenant_limits rules_limits(const struct rules *r, const char *tenant)
+{
+	for (size_t i = 0; i < r->nlimits; i++)
+		if (strcmp(r->limits[i].tenant, tenant) == 0)
+			return r->limits[i].limits;
+	return (struct tenant_limits){-1, -1, -1, -1, -1};
 }

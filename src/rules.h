@@ -1,8 +1,8 @@
 /*
  * rules.h — channel rules and event schemas, as this node knows them.
  *
- * Owns the node's copy of herald.channel_rules and herald.event_schemas:
- * both tables read in one statement together with herald.meta's
+ * Owns the node's copy of herald.channel_rules, herald.event_schemas and
+ * herald.limits: the tables read in one statement together with herald.meta's
  * rules_version, every schema compiled once (schema.c). A copy is an
  * immutable, reference-counted snapshot, so a publish keeps the one it
  * started with while a newer one replaces it. The copy is renewed when a
@@ -45,6 +45,14 @@ void rules_shutdown(void);
  * rows first, then the most specific pattern); all defaults when none. */
 struct channel_rule rules_channel(const struct rules *r, const char *tenant,
                                   const char *channel);
+/* A tenant's herald.limits row; -1 where it says NULL (or has no row):
+ * the config value applies. 0 means no limit. */
+struct tenant_limits {
+	int64_t max_connections, max_connections_per_user, publish_per_second,
+		subscribe_per_minute, tenant_publish_per_second;
+};
+struct tenant_limits rules_limits(const struct rules *r, const char *tenant);
+
 /* Could channel be a presence channel in some tenant (a rule with
  * presence on matches it)? Asked before the tenant is known. */
 bool rules_presence_possible(const struct rules *r, const char *channel);

@@ -10,6 +10,7 @@
 #include "channel.h"
 #include "crypto.h"
 #include "cursor.h"
+#include "limits.h"
 #include "log.h"
 #include "policy.h"
 #include "registry.h"
@@ -281,7 +282,8 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 		reply_problem(&sj->reply, PROBLEM_UNAVAILABLE, "the channel rules cannot be read");
 	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply) &&
 	         policy_decide(&id, org, sj->channels, sj->nch, &heads, "stream", sj->remote,
-	                       &sj->reply))
+	                       &sj->reply) &&
+	         limits_subscribe(rules, id.tenant_id, id.user_id, &sj->reply))
 		build_stream(sj, &id, org, &heads, rules);
 	rules_put(rules);
 	if (sj->reply.status)

@@ -2,15 +2,17 @@
 stream_queue_bytes): a stream whose client reads too slowly is ended with
 herald.overflow carrying the cursor of what it was sent, and resuming with
 it delivers everything else exactly once; a long catch-up is read in steps
-that fit the queue bound."""
+that fit the queue bound; publish and subscribe rates are token buckets
+answering 429 rate_limited with Retry-After, per session, tenant and user,
+with herald.limits overriding the config per tenant."""
 
-from harness import publish_ok, wait_audit
+from harness import problem_type, publish, publish_ok, wait_audit
 
 BIG = "x" * 60000  # an event of ~60 KB
 
 
 def test_slow_reader_overflows_and_resumes_without_loss(ctx):
-    node = ctx.node(config={"stream_queue_bytes": "256KiB"})
+    node = ctx.node(config={"stream_queue_bytes": "256KiB", "publish_per_second": 100000})
     scope = ctx.scope()
     token = scope.token()
     slow, _ = ctx.subscribe(node, ["chat:flood"], token)
@@ -35,7 +37,7 @@ def test_slow_reader_overflows_and_resumes_without_loss(ctx):
 
 
 def test_long_catch_up_is_read_in_steps_within_the_bound(ctx):
-    node = ctx.node(config={"stream_queue_bytes": "128KiB"})
+    node = ctx.node(config={"stream_queue_bytes": "128KiB", "publish_per_second": 100000})
     scope = ctx.scope()
     token = scope.token()
     client, opened = ctx.subscribe(node, ["chat:backlog"], token)
@@ -51,3 +53,51 @@ def test_long_catch_up_is_read_in_steps_within_the_bound(ctx):
     assert [e.json()["id"] for e in events if e.type == "big"] == ids
     steps = node.log_text().count('"msg":"catch-up step"')
     assert steps >= 20, f"3.6 MB through a 128 KiB bound takes many steps, not {steps}"
+
+
+def test_publish_rate_per_session_is_429_with_retry_after(ctx):
+    node = ctx.node(config={"publish_per_second": 5})
+    scope = ctx.scope()
+    token, other = scope.token(), scope.token()
+    statuses = [publish(node, token, "chat:r", "msg", {"i": i}) for i in range(8)]
+    refused = [r for r in statuses if r.status != 201]
+    assert [r.status for r in statuses[:5]] == [201] * 5, statuses
+    assert refused and all(r.status == 429 and problem_type(r) == "urn:herald:rate_limited"
+                           for r in refused), refused
+    assert all(int(r.header("Retry-After")) == 1 for r in refused), refused
+    assert publish(node, other, "chat:r", "msg", {}).status == 201, "another session has its own budget"
+    rows = wait_audit(ctx.pg, node, "publish", lambda r: r["detail"]["reason"] == "rate_limited",
+                      len(refused))
+    assert rows[0]["detail"]["status"] == 429, rows
+    assert node.metrics().value("herald_http_errors_total", code="rate_limited") >= len(refused)
+
+
+def test_tenant_publish_budget_and_herald_limits_override(ctx):
+    node = ctx.node(config={"tenant_publish_per_second": 3, "publish_per_second": 1000})
+    scope, other = ctx.scope(), ctx.scope()
+    a, b = scope.token(), scope.token()
+    got = [publish(node, t, "chat:t", "msg", {}).status for t in (a, b, a, b, a)]
+    assert got[:3] == [201] * 3 and 429 in got[3:], f"3 per second for the whole tenant: {got}"
+    ctx.pg.sql("INSERT INTO herald.limits (tenant_id, tenant_publish_per_second, publish_per_second)"
+               " VALUES ($1, 0, 2)", other.tenant)
+    ctx.on_cleanup(lambda: ctx.pg.sql("DELETE FROM herald.limits WHERE tenant_id = $1", other.tenant))
+    c = other.token()
+    got = [publish(node, c, "chat:t", "msg", {}).status for _ in range(4)]
+    assert got[:2] == [201, 201] and got[2:] == [429, 429], \
+        f"herald.limits: no tenant budget, 2 per session per second: {got}"
+
+
+def test_subscribe_rate_per_user_is_429(ctx):
+    node = ctx.node(config={"subscribe_per_minute": 3})
+    scope = ctx.scope()
+    user = scope.user()
+    tokens = [scope.token(user=user) for _ in range(4)]
+    for t in tokens[:3]:
+        ctx.subscribe(node, ["chat:s"], t)
+    refused = ctx.sse(node, ["chat:s"], token=tokens[3], expect=None)
+    assert refused.status == 429 and problem_type(refused) == "urn:herald:rate_limited", refused.body
+    assert 1 <= int(refused.header("Retry-After")) <= 20, refused.header("Retry-After")
+    ctx.subscribe(node, ["chat:s"], scope.token())  # another user
+    rows = wait_audit(ctx.pg, node, "stream.open",
+                      lambda r: r["outcome"] == "rejected" and r["detail"]["reason"] == "rate_limited", 1)
+    assert rows[0]["user_id"] == user, rows

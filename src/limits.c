@@ -1,0 +1,72 @@
+/*
+ * limits.c — request rates (see limits.h).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "limits.h"
+#include "ratelimit.h"
+#include "util/buf.h"
+#include "util/timeutil.h"
+
+static const struct herald_config *cfg;
+static struct ratelimit sessions, tenants, users;
+
+void limits_start(const struct herald_config *c)
+{
+	cfg = c;
+	ratelimit_init(&sessions);
+	ratelimit_init(&tenants);
+	ratelimit_init(&users);
+}
+
+void limits_stop(void)
+{
+	ratelimit_free(&sessions);
+	ratelimit_free(&tenants);
+	ratelimit_free(&users);
+}
+
+static int64_t pick(int64_t tenant_value, int64_t config_value)
+{
+	return tenant_value >= 0 ? tenant_value : config_value;
+}
+
+static bool refuse(struct reply *r, int64_t retry_ms, const char *what)
+{
+	char detail[96];
+	snprintf(detail, sizeof(detail), "%s; retry in %lld ms", what, (long long)retry_ms);
+	reply_problem(r, PROBLEM_RATE_LIMITED, detail);
+	r->retry_after = ratelimit_retry_after(retry_ms);
+	return false;
+}
+
+bool limits_publish(const struct rules *rules, int64_t session_id, const char *tenant,
+                    struct reply *r)
+{
+	struct tenant_limits tl = rules_limits(rules, tenant);
+	int64_t now = time_mono_ms(), retry;
+	if (!ratelimit_take(&sessions, &session_id, sizeof(session_id),
+	                    pick(tl.publish_per_second, cfg->publish_per_second), 1000, now, &retry))
+		return refuse(r, retry, "publish_per_second reached for this session");
+	if (!ratelimit_take(&tenants, tenant, strlen(tenant),
+	                    pick(tl.tenant_publish_per_second, cfg->tenant_publish_per_second), 1000,
+	                    now, &retry))
+		return refuse(r, retry, "tenant_publish_per_second reached for this tenant");
+	return true;
+}
+
+bool limits_subscribe(const struct rules *rules, const char *tenant, const char *user,
+                      struct reply *r)
+{
+	struct tenant_limits tl = rules_limits(rules, tenant);
+	struct buf key = BUF_INIT;
+	buf_append(&key, tenant, strlen(tenant) + 1);
+	buf_append_str(&key, user);
+	int64_t retry;
+	bool ok = ratelimit_take(&users, key.data, key.len,
+	                         pick(tl.subscribe_per_minute, cfg->subscribe_per_minute), 60000,
+	                         time_mono_ms(), &retry);
+	buf_free(&key);
+	return ok || refuse(r, retry, "subscribe_per_minute reached for this user");
+}
