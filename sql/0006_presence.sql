@@ -114,9 +114,40 @@ BEGIN
 	END LOOP;
 END $$;
 
+-- Streams per user on each node, written in batches by the nodes: what
+-- max_connections_per_user and the per-tenant cap count across nodes.
+CREATE TABLE IF NOT EXISTS herald.node_streams (
+	node_id   text NOT NULL,
+	tenant_id text NOT NULL,
+	user_id   text NOT NULL,
+	streams   int NOT NULL CHECK (streams > 0),
+	PRIMARY KEY (node_id, tenant_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS node_streams_user ON herald.node_streams (tenant_id, user_id);
+
+-- Sets node's stream count of each (tenant, user) (0: none); like
+-- presence_set, only while the node is registered.
+CREATE OR REPLACE FUNCTION herald.node_streams_set(node text, tenants text[], users text[],
+                                                   counts int[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR KEY SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'herald.node_streams_set: node % is not registered', node
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	DELETE FROM herald.node_streams s
+	USING unnest(tenants, users, counts) AS c(t, u, n)
+	WHERE s.node_id = node AND s.tenant_id = c.t AND s.user_id = c.u AND c.n <= 0;
+	INSERT INTO herald.node_streams AS s (node_id, tenant_id, user_id, streams)
+	SELECT node, c.t, c.u, c.n FROM unnest(tenants, users, counts) AS c(t, u, n) WHERE c.n > 0
+	ON CONFLICT ON CONSTRAINT node_streams_pkey DO UPDATE SET streams = excluded.streams;
+END $$;
+
 -- Removes every member row of these nodes, sending the leaves that
--- causes, in the members' byte order (see presence_set).
-CREATE OR REPLACE FUNCTION herald.presence_drop_nodes(nodes text[])
+-- causes, in the members' byte order (see presence_set), and their
+-- stream counts.
+CREATE OR REPLACE FUNCTION herald.drop_nodes(nodes text[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
 	r record;
@@ -133,6 +164,7 @@ BEGIN
 		PERFORM herald.presence_apply(r.tenant_id, r.org_id, r.channel, r.user_id,
 		                              -r.connections);
 	END LOOP;
+	DELETE FROM herald.node_streams s WHERE s.node_id = ANY (nodes);
 END $$;
 
 -- A node's heartbeat: marks node alive and removes the nodes silent for
@@ -156,7 +188,7 @@ BEGIN
 	              WHERE n.heartbeat_at < now() - timeout AND n.node_id <> node
 	              FOR UPDATE SKIP LOCKED);
 	IF cardinality(dead) > 0 THEN
-		PERFORM herald.presence_drop_nodes(dead);
+		PERFORM herald.drop_nodes(dead);
 		DELETE FROM herald.nodes WHERE node_id = ANY (dead);
 	END IF;
 	RETURN known;
@@ -170,14 +202,14 @@ BEGIN
 	INSERT INTO herald.nodes AS n (node_id) VALUES (node)
 	ON CONFLICT (node_id) DO UPDATE SET started_at = now(), heartbeat_at = now();
 	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR UPDATE;
-	PERFORM herald.presence_drop_nodes(ARRAY[node]);
+	PERFORM herald.drop_nodes(ARRAY[node]);
 END $$;
 
 CREATE OR REPLACE FUNCTION herald.node_stop(node text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
 	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR UPDATE;
-	PERFORM herald.presence_drop_nodes(ARRAY[node]);
+	PERFORM herald.drop_nodes(ARRAY[node]);
 	DELETE FROM herald.nodes WHERE node_id = node;
 END $$;
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "caps.h"
 #include "embedded.h"
 #include "http.h"
 #include "hub.h"
@@ -49,6 +50,7 @@
 #define STREAM_BLOCK_SIZE 2048
 #define CONNECTION_MEMORY 8192
 #define IDLE_TIMEOUT_S 60
+#define CAP_HEADROOM 16
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_STREAM,
              ROUTE_PUBLISH, ROUTE_PRESENCE, ROUTE_TICKETS, ROUTE_ME, ROUTE_DEMO };
@@ -77,6 +79,7 @@ struct request {
 		} me;
 	} u;
 	struct stream *stream; /* one reference while the connection lives */
+	bool address_reserved; /* a stream attempt counted in caps.h */
 };
 
 static const struct herald_config *cfg;
@@ -556,6 +559,18 @@ static const char *request_syntax_error(struct request *req)
 	return NULL;
 }
 
+/* A stream attempt refused by a node or address cap, before any
+ * credential is read: audited as a connection attempt. */
+static void audit_cap_refusal(const struct request *req)
+{
+	struct audit_record a = {
+		.kind = "stream.open", .outcome = "rejected", .remote_addr = req->remote,
+		.detail = "{\"reason\":\"too_many_connections\",\"status\":429,\"route\":\"stream\","
+		          "\"cap\":\"node or address\"}",
+	};
+	audit_record(&a);
+}
+
 static enum MHD_Result first_call(struct request *req, const char *method)
 {
 	read_remote(req);
@@ -594,6 +609,16 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 		                     "method not allowed on this resource", allow);
 	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+	if (req->route == ROUTE_STREAM) {
+		struct reply r = {0};
+		if (!caps_reserve_address(req->remote, &r)) {
+			audit_cap_refusal(req);
+			enum MHD_Result ret = queue_reply(req->conn, &r);
+			reply_free(&r);
+			return ret;
+		}
+		req->address_reserved = true;
+	}
 	const char *bad = request_syntax_error(req);
 	if (bad)
 		return queue_problem(req->conn, PROBLEM_INVALID_REQUEST, bad, NULL);
@@ -707,6 +732,10 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 		registry_unlock();
 		stream_unref(req->stream);
 	}
+	if (req->route == ROUTE_STREAM && req->u.sub.stream) /* built: the user's cap counted it */
+		caps_release_user(req->u.sub.stream->tenant_id, req->u.sub.stream->user_id);
+	if (req->address_reserved)
+		caps_release_address(req->remote);
 	if (req->route == ROUTE_STREAM)
 		subscribe_free(&req->u.sub);
 	else if (req->route == ROUTE_PUBLISH)
@@ -777,7 +806,9 @@ bool http_start(const struct herald_config *config)
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cores > 0 ? cores : 1),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+		/* Room above the stream cap, so that the streams past it get a
+		 * 429 rather than a refused connection. */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + CAP_HEADROOM),
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,

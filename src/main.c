@@ -18,11 +18,12 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "caps.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
 #include "hub.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "message.h"
 #include "migrate.h"
@@ -216,7 +217,8 @@ int main(int argc, char **argv)
 	audit_start(&cfg);
 	validity_start(&cfg);
 	presence_start(&cfg);
-	limits_start(&cfg);
+	quota_start(&cfg);
+	caps_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;
@@ -240,7 +242,8 @@ int main(int argc, char **argv)
 	audit_stop();
 	db_stop();
 	presence_free();
-	limits_stop();
+	quota_stop();
+	caps_free();
 	registry_shutdown();
 	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);

@@ -6,7 +6,8 @@
  * dirty, and one job at a time writes every dirty member's current count
  * with herald.presence_set(). So 10 000 streams opening in a burst cost a
  * few statements, and a member who opens and closes between two writes
- * costs none.
+ * costs none. The same job writes caps.c's streams per user, which need
+ * this node's registration too.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,7 +15,9 @@
 #include <string.h>
 
 #include "audit.h"
+#include "caps.h"
 #include "channel.h"
+#include "counts.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
@@ -24,24 +27,14 @@
 #include "session.h"
 #include "stream.h"
 #include "util/buf.h"
-#include "util/map.h"
 #include "util/timeutil.h"
 #include "util/xmalloc.h"
 
-/* A member on this node: key is tenant \0 org \0 channel \0 user \0. */
-struct member {
-	char *key;
-	size_t keylen;
-	int count;
-	bool dirty;
-};
-
 static const struct herald_config *cfg;
-static pthread_mutex_t members_mutex = PTHREAD_MUTEX_INITIALIZER;
+/* This node's members: tenant \0 org \0 channel \0 user \0 -> streams. */
+static struct counts members;
 /* One member write at a time, and none after the goodbye. */
 static pthread_mutex_t write_mutex = PTHREAD_MUTEX_INITIALIZER;
-static struct map members; /* key -> struct member */
-static size_t ndirty;
 /* The node's row is written (and its stale rows of an earlier run gone)
  * before any member is; nothing is written after the goodbye. */
 static atomic_bool started, stopped;
@@ -54,48 +47,14 @@ static struct node_job {
 /* A rules notice arrived: open streams must be re-marked (remark_run). */
 static atomic_bool remark_wanted;
 
-static size_t make_key(char *out, const struct stream *s, size_t ch)
-{
-	const char *part[4] = {s->tenant_id, s->org_id, s->ch[ch].name, s->user_id};
-	size_t n = 0;
-	for (int i = 0; i < 4; i++) {
-		size_t k = strlen(part[i]) + 1;
-		if (out)
-			memcpy(out + n, part[i], k);
-		n += k;
-	}
-	return n;
-}
-
-/* Members lock held. */
-static void mark_dirty(struct member *m)
-{
-	if (!m->dirty) {
-		m->dirty = true;
-		ndirty++;
-	}
-}
-
 static void change(const struct stream *s, size_t ch, int delta)
 {
-	char stack[600];
-	size_t len = make_key(NULL, s, ch);
-	char *key = len <= sizeof(stack) ? stack : xmalloc(len);
-	make_key(key, s, ch);
-	pthread_mutex_lock(&members_mutex);
-	struct member *m = map_get(&members, key, len);
-	if (!m) {
-		m = xcalloc(1, sizeof(*m));
-		m->key = xmalloc(len);
-		memcpy(m->key, key, len);
-		m->keylen = len;
-		map_put(&members, m->key, len, m);
-	}
-	m->count += delta;
-	mark_dirty(m);
-	pthread_mutex_unlock(&members_mutex);
-	if (key != stack)
-		free(key);
+	struct buf key = BUF_INIT;
+	const char *part[4] = {s->tenant_id, s->org_id, s->ch[ch].name, s->user_id};
+	for (int i = 0; i < 4; i++)
+		buf_append(&key, part[i], strlen(part[i]) + 1);
+	counts_add(&members, key.data, key.len, delta);
+	buf_free(&key);
 }
 
 void presence_joined(const struct stream *s, size_t ch)
@@ -110,81 +69,7 @@ void presence_left(const struct stream *s, size_t ch)
 
 /* ---- writing members ---------------------------------------------------- */
 
-struct batch {
-	struct member **m; /* copies: key and the count to write */
-	size_t n;
-};
-
-static int cmp_member(const void *a, const void *b)
-{
-	const struct member *x = *(struct member *const *)a, *y = *(struct member *const *)b;
-	size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
-	int c = memcmp(x->key, y->key, n);
-	return c ? c : (x->keylen > y->keylen) - (x->keylen < y->keylen);
-}
-
-static struct member *copy_member(const struct member *m)
-{
-	struct member *c = xcalloc(1, sizeof(*c));
-	c->key = xmalloc(m->keylen);
-	memcpy(c->key, m->key, m->keylen);
-	c->keylen = m->keylen;
-	c->count = m->count;
-	return c;
-}
-
-/* Takes the dirty members (all members when all is true), clearing their
- * marks; members whose count reached 0 are forgotten here. */
-static struct batch take_dirty(bool all)
-{
-	void *v;
-	pthread_mutex_lock(&members_mutex);
-	struct batch b = {xmalloc((members.count + 1) * sizeof(*b.m)), 0};
-	for (size_t i = 0; map_next(&members, &i, &v);) {
-		struct member *m = v;
-		if (!m->dirty && !all)
-			continue;
-		b.m[b.n++] = copy_member(m);
-		m->dirty = false;
-		if (m->count <= 0) {
-			map_del(&members, m->key, m->keylen);
-			free(m->key);
-			free(m);
-		}
-	}
-	ndirty = 0;
-	pthread_mutex_unlock(&members_mutex);
-	qsort(b.m, b.n, sizeof(*b.m), cmp_member);
-	return b;
-}
-
-/* A write failed: its members are written again next time, with
- * whatever count they have by then. */
-static void put_back(const struct batch *b)
-{
-	pthread_mutex_lock(&members_mutex);
-	for (size_t i = 0; i < b->n; i++) {
-		struct member *m = map_get(&members, b->m[i]->key, b->m[i]->keylen);
-		if (!m) {
-			m = copy_member(b->m[i]);
-			m->count = 0;
-			map_put(&members, m->key, m->keylen, m);
-		}
-		mark_dirty(m);
-	}
-	pthread_mutex_unlock(&members_mutex);
-}
-
-static void batch_free(struct batch *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		free(b->m[i]->key);
-		free(b->m[i]);
-	}
-	free(b->m);
-}
-
-static bool write_batch(PGconn *conn, const struct batch *b)
+static bool write_batch(PGconn *conn, const struct count_batch *b)
 {
 	static const char sql[] =
 		"SELECT herald.presence_set($1, $2::text[], $3::text[], $4::text[], $5::text[],"
@@ -194,12 +79,11 @@ static bool write_batch(PGconn *conn, const struct batch *b)
 	for (int k = 0; k < 4; k++)
 		part[k] = xcalloc(b->n + 1, sizeof(char *));
 	for (size_t i = 0; i < b->n; i++) {
-		const char *p = b->m[i]->key;
-		for (int k = 0; k < 4; k++) {
-			part[k][i] = p;
-			p += strlen(p) + 1;
-		}
-		counts[i] = b->m[i]->count > 0 ? b->m[i]->count : 0;
+		const char *p[4];
+		(void)count_key_parts(b->e[i], p, 4);
+		for (int k = 0; k < 4; k++)
+			part[k][i] = p[k];
+		counts[i] = b->e[i]->count > 0 ? b->e[i]->count : 0;
 	}
 	struct buf arr[5] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT};
 	for (int k = 0; k < 4; k++)
@@ -226,10 +110,11 @@ static void flush_run(struct db_job *job, PGconn *conn)
 {
 	pthread_mutex_lock(&write_mutex);
 	if (!atomic_load(&stopped)) {
-		struct batch b = take_dirty(false);
+		struct count_batch b = counts_take(&members, false);
 		if (b.n && (!conn || !write_batch(conn, &b)))
-			put_back(&b);
-		batch_free(&b);
+			counts_put_back(&members, &b);
+		count_batch_free(&b);
+		(void)caps_write(conn, cfg->node_id); /* kept for the next run when it fails */
 	}
 	pthread_mutex_unlock(&write_mutex);
 	atomic_store(&((struct node_job *)job)->busy, false);
@@ -280,9 +165,10 @@ static void heartbeat_run(struct db_job *job, PGconn *conn)
 		/* Taken for dead (the database was away longer than
 		 * node_timeout): the survivors removed our members. */
 		log_msg(LOG_WARN, "this node was taken for dead; writing its members again", NULL);
-		struct batch b = take_dirty(true);
-		put_back(&b);
-		batch_free(&b);
+		struct count_batch b = counts_take(&members, true);
+		counts_put_back(&members, &b);
+		count_batch_free(&b);
+		caps_rewrite_all();
 	}
 	atomic_store(&((struct node_job *)job)->busy, false);
 }
@@ -355,7 +241,7 @@ static void submit(struct node_job *j, db_job_cb run, void (*queue)(struct db_jo
 void presence_start(const struct herald_config *c)
 {
 	cfg = c;
-	map_init(&members);
+	counts_init(&members, true);
 }
 
 void presence_tick(void)
@@ -377,10 +263,7 @@ void presence_tick(void)
 		 * would be taken for dead. */
 		submit(&heartbeat_job, heartbeat_run, db_submit_first);
 	}
-	pthread_mutex_lock(&members_mutex);
-	bool dirty = ndirty > 0;
-	pthread_mutex_unlock(&members_mutex);
-	if (dirty)
+	if (counts_changed(&members) || caps_changed())
 		submit(&flush_job, flush_run, db_submit);
 }
 
@@ -395,13 +278,7 @@ void presence_stop(void)
 
 void presence_free(void)
 {
-	void *v;
-	for (size_t i = 0; map_next(&members, &i, &v);) {
-		struct member *m = v;
-		free(m->key);
-		free(m);
-	}
-	map_free(&members);
+	counts_free(&members);
 }
 
 /* ---- GET /v1/channels/{channel}/presence ------------------------------------ */

@@ -6,7 +6,8 @@
  * batched writes to herald.presence (one statement per hub tick at most,
  * never on the stream-open path), the node's heartbeat in herald.nodes
  * (which also removes nodes that stopped heartbeating, with their
- * members' leaves), and GET /v1/channels/{channel}/presence. Joins and
+ * members' leaves), and GET /v1/channels/{channel}/presence. Its node
+ * job also writes the stream counts of caps.h. Joins and
  * leaves are decided in PostgreSQL (herald.presence_set) and come back
  * through herald_presence; the hub delivers them (hub.c).
  */

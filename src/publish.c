@@ -24,7 +24,7 @@
 #include "crypto.h"
 #include "channel.h"
 #include "jsoncheck.h"
-#include "limits.h"
+#include "quota.h"
 #include "metrics.h"
 #include "log.h"
 #include "policy.h"
@@ -455,7 +455,7 @@ static void check_publish(struct publish_job *pj, PGconn *conn, struct session_r
 		reply_problem(&pj->reply, PROBLEM_UNAVAILABLE, "the channel rules cannot be read");
 		return;
 	}
-	if (limits_publish(rules, q->id.session_id, q->id.tenant_id, &pj->reply))
+	if (quota_publish(rules, q->id.session_id, q->id.tenant_id, &pj->reply))
 		check_body(pj, rules);
 	rules_put(rules);
 }

@@ -286,3 +286,11 @@ struct tenant_limits rules_limits(const struct rules *r, const char *tenant)
 			return r->limits[i].limits;
 	return (struct tenant_limits){-1, -1, -1, -1, -1};
 }
+
+bool rules_any_tenant_cap(const struct rules *r)
+{
+	for (size_t i = 0; i < r->nlimits; i++)
+		if (r->limits[i].limits.max_connections > 0)
+			return true;
+	return false;
+}

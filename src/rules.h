@@ -52,6 +52,8 @@ struct tenant_limits {
 		subscribe_per_minute, tenant_publish_per_second;
 };
 struct tenant_limits rules_limits(const struct rules *r, const char *tenant);
+/* Does some tenant's row set a connection cap (max_connections > 0)? */
+bool rules_any_tenant_cap(const struct rules *r);
 
 /* Could channel be a presence channel in some tenant (a rule with
  * presence on matches it)? Asked before the tenant is known. */

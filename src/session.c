@@ -23,7 +23,9 @@
  * $1 is a ticket, $5 whether that ticket came with a valid cursor proof,
  * $6 the permission to decide for each channel (NULL: none), $7 a second
  * one (NULL: none). Per channel: "seq:trimmed:feature enabled:authorized:
- * second authorized", all in this one round trip,
+ * second authorized", all in this one round trip, with the streams the
+ * user (and, if $9, the tenant) has on nodes other than $8 (NULL: not
+ * asked),
  * with the version of the channel rules and event schemas (rules.h).
  * A ticket is claimed (first use) atomically: of two concurrent first uses
  * one wins. A used ticket resolves only with a proof. Either way the
@@ -60,7 +62,12 @@ static const char lookup_sql[] =
 	"   LEFT JOIN herald.channel_trims t ON t.tenant_id = r.tenant_id"
 	"    AND t.org_id = coalesce(r.org_id, $3) AND t.channel = c.ch"
 	"   ORDER BY c.i), ',') END,"
-	" encode(k.h, 'hex'), (SELECT m.rules_version FROM herald.meta m)"
+	" encode(k.h, 'hex'), (SELECT m.rules_version FROM herald.meta m),"
+	" CASE WHEN $8::text IS NOT NULL THEN (SELECT coalesce(sum(s.streams), 0)"
+	"  FROM herald.node_streams s WHERE s.tenant_id = r.tenant_id AND s.user_id = r.user_id"
+	"  AND s.node_id <> $8) END,"
+	" CASE WHEN $8::text IS NOT NULL AND $9 THEN (SELECT coalesce(sum(s.streams), 0)"
+	"  FROM herald.node_streams s WHERE s.tenant_id = r.tenant_id AND s.node_id <> $8) END"
 	" FROM k CROSS JOIN LATERAL herald.resolve_session(k.h) AS r LIMIT 1";
 
 #define CURSOR_KEY_TTL_MS 60000
@@ -211,12 +218,14 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 	struct buf arr = BUF_INIT;
 	db_append_text_array(&arr, (const char *const *)channels, nch);
 	bool ticket = c->source == CREDENTIAL_TICKET;
-	const char *values[7] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
+	const char *values[9] = {(const char *)c->hash, arr.data, org_hint, ticket ? "t" : "f",
 	                         c->ticket_reuse ? "t" : "f", heads ? heads->permission : NULL,
-	                         heads ? heads->second_permission : NULL};
-	int lengths[7] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0, 0};
-	int formats[7] = {1, 0, 0, 0, 0, 0, 0};
-	PGresult *r = db_exec_prepared(conn, "herald_session_lookup", lookup_sql, 7, values, lengths,
+	                         heads ? heads->second_permission : NULL,
+	                         heads ? heads->count_node : NULL,
+	                         heads && heads->count_tenant ? "t" : "f"};
+	int lengths[9] = {CRYPTO_SHA256_LEN, 0, 0, 0, 0, 0, 0, 0, 0};
+	int formats[9] = {1, 0, 0, 0, 0, 0, 0, 0, 0};
+	PGresult *r = db_exec_prepared(conn, "herald_session_lookup", lookup_sql, 9, values, lengths,
 	                               formats, 0);
 	buf_free(&arr);
 
@@ -233,6 +242,8 @@ enum session_status session_lookup(PGconn *conn, const struct credential *c,
 		if (st == SESSION_OK && heads) {
 			snprintf(heads->epoch, sizeof(heads->epoch), "%s", PQgetvalue(r, 0, 9));
 			heads->rules_version = strtoll(PQgetvalue(r, 0, 12), NULL, 10);
+			heads->other_user_streams = strtoll(PQgetvalue(r, 0, 13), NULL, 10);
+			heads->other_tenant_streams = strtoll(PQgetvalue(r, 0, 14), NULL, 10);
 			if (nch && !parse_heads(PQgetvalue(r, 0, 10), nch, heads)) {
 				log_msg(LOG_ERROR, "unexpected channel heads", NULL);
 				identity_free(id);

@@ -39,6 +39,9 @@ struct identity {
 struct session_heads {
 	const char *permission; /* in: decide this permission (NULL: skip) */
 	const char *second_permission; /* in: and this one (NULL: skip) */
+	const char *count_node; /* in: count the user's streams on other nodes than this */
+	bool count_tenant;      /* in: and the tenant's */
+	int64_t other_user_streams, other_tenant_streams; /* out, when asked */
 	bool *second_allowed;   /* out when second_permission: authorize() said yes */
 	char epoch[9];
 	int64_t rules_version; /* herald.meta.rules_version (rules.h) */

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "audit.h"
+#include "caps.h"
 #include "channel.h"
 #include "crypto.h"
 #include "cursor.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "policy.h"
 #include "registry.h"
@@ -263,6 +264,8 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	sj->policy_gen = policy_generation();
 	struct rules *rules = rules_get(conn, -1);
 	want_presence(sj, rules, &heads);
+	heads.count_node = sj->cfg->node_id;
+	heads.count_tenant = rules && caps_count_tenants(rules);
 	if (sj->cred.source == CREDENTIAL_TICKET && !sj->cred.malformed &&
 	    !check_ticket_proof(sj, conn)) {
 		memset(&id, 0, sizeof(id));
@@ -283,8 +286,10 @@ static void subscribe_run(struct db_job *job, PGconn *conn)
 	else if (session_scope(&id, sj->tenant_hint, sj->org_hint, &org, &sj->reply) &&
 	         policy_decide(&id, org, sj->channels, sj->nch, &heads, "stream", sj->remote,
 	                       &sj->reply) &&
-	         limits_subscribe(rules, id.tenant_id, id.user_id, &sj->reply))
-		build_stream(sj, &id, org, &heads, rules);
+	         quota_subscribe(rules, id.tenant_id, id.user_id, &sj->reply) &&
+	         caps_reserve_user(rules, id.tenant_id, id.user_id, heads.other_user_streams,
+	                           heads.other_tenant_streams, &sj->reply))
+		build_stream(sj, &id, org, &heads, rules); /* the stream holds the reservation */
 	rules_put(rules);
 	if (sj->reply.status)
 		subscribe_audit(sj, &id, "rejected", sj->reply.code, sj->reply.status);

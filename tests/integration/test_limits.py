@@ -6,7 +6,7 @@ that fit the queue bound; publish and subscribe rates are token buckets
 answering 429 rate_limited with Retry-After, per session, tenant and user,
 with herald.limits overriding the config per tenant."""
 
-from harness import problem_type, publish, publish_ok, wait_audit
+from harness import problem_type, publish, publish_ok, wait_audit, wait_for
 
 BIG = "x" * 60000  # an event of ~60 KB
 
@@ -101,3 +101,60 @@ def test_subscribe_rate_per_user_is_429(ctx):
     rows = wait_audit(ctx.pg, node, "stream.open",
                       lambda r: r["outcome"] == "rejected" and r["detail"]["reason"] == "rate_limited", 1)
     assert rows[0]["user_id"] == user, rows
+
+
+def test_user_cap_holds_across_nodes(ctx):
+    caps = {"max_connections_per_user": 2}
+    n1, n2 = ctx.node("n1", config=caps), ctx.node("n2", config=caps)
+    scope = ctx.scope()
+    user = scope.user()
+    token = scope.token(user=user)
+    first, _ = ctx.subscribe(n1, ["chat:a"], token)
+    ctx.subscribe(n1, ["chat:b"], token)
+    refused = ctx.sse(n1, ["chat:c"], token=token, expect=None)
+    assert refused.status == 429 and problem_type(refused) == "urn:herald:too_many_connections", \
+        refused.body
+    assert int(refused.header("Retry-After")) >= 1
+    # n2 counts n1's streams once n1 has written them (a batch per tick).
+    wait_for(lambda: ctx.pg.sql_value(
+        "SELECT coalesce(sum(streams), 0) FROM herald.node_streams WHERE tenant_id = $1 AND user_id = $2",
+        scope.tenant, user) == "2", 10, what="n1's stream counts written")
+    other = ctx.sse(n2, ["chat:c"], token=token, expect=None)
+    assert other.status == 429, f"the cap counts streams on every node: {other.status}"
+    ctx.subscribe(n2, ["chat:c"], scope.token())  # another user is not capped
+    first.close()
+    wait_for(lambda: ctx.pg.sql_value(
+        "SELECT coalesce(sum(streams), 0) FROM herald.node_streams WHERE tenant_id = $1 AND user_id = $2",
+        scope.tenant, user) == "1", 10, what="the closed stream uncounted")
+    ctx.subscribe(n2, ["chat:c"], token)
+    rows = wait_audit(ctx.pg, n2, "stream.open",
+                      lambda r: r["detail"]["reason"] == "too_many_connections", 1)
+    assert rows[0]["user_id"] == user and rows[0]["detail"]["status"] == 429, rows
+
+
+def test_tenant_cap_from_herald_limits(ctx):
+    node = ctx.node()
+    scope = ctx.scope()
+    ctx.pg.sql("INSERT INTO herald.limits (tenant_id, max_connections) VALUES ($1, 2)", scope.tenant)
+    ctx.on_cleanup(lambda: ctx.pg.sql("DELETE FROM herald.limits WHERE tenant_id = $1", scope.tenant))
+    ctx.subscribe(node, ["chat:a"], scope.token())
+    ctx.subscribe(node, ["chat:a"], scope.token())
+    r = ctx.sse(node, ["chat:a"], token=scope.token(), expect=None)
+    assert r.status == 429 and problem_type(r) == "urn:herald:too_many_connections", \
+        "herald.limits.max_connections caps the tenant's streams"
+    ctx.subscribe(node, ["chat:a"], ctx.scope().token())  # another tenant
+
+
+def test_address_cap_comes_before_credentials(ctx):
+    node = ctx.node(config={"max_connections_per_ip": 2})
+    scope = ctx.scope()
+    ctx.subscribe(node, ["chat:a"], scope.token())
+    ctx.subscribe(node, ["chat:a"], scope.token())
+    r = ctx.sse(node, ["chat:a"], token=scope.token(), expect=None)
+    assert r.status == 429 and problem_type(r) == "urn:herald:too_many_connections", \
+        "max_connections_per_ip = 2"
+    r = ctx.sse(node, ["chat:a"], expect=None)
+    assert r.status == 429, "without a credential: the address cap is checked first (SPEC §2)"
+    rows = wait_audit(ctx.pg, node, "stream.open",
+                      lambda r: r["detail"]["reason"] == "too_many_connections", 2)
+    assert all(r["user_id"] is None and r["detail"]["status"] == 429 for r in rows), rows

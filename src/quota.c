@@ -1,10 +1,10 @@
 /*
- * limits.c — request rates (see limits.h).
+ * quota.c — request rates (see quota.h).
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "limits.h"
+#include "quota.h"
 #include "ratelimit.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
@@ -12,7 +12,7 @@
 static const struct herald_config *cfg;
 static struct ratelimit sessions, tenants, users;
 
-void limits_start(const struct herald_config *c)
+void quota_start(const struct herald_config *c)
 {
 	cfg = c;
 	ratelimit_init(&sessions);
@@ -20,7 +20,7 @@ void limits_start(const struct herald_config *c)
 	ratelimit_init(&users);
 }
 
-void limits_stop(void)
+void quota_stop(void)
 {
 	ratelimit_free(&sessions);
 	ratelimit_free(&tenants);
@@ -41,7 +41,7 @@ static bool refuse(struct reply *r, int64_t retry_ms, const char *what)
 	return false;
 }
 
-bool limits_publish(const struct rules *rules, int64_t session_id, const char *tenant,
+bool quota_publish(const struct rules *rules, int64_t session_id, const char *tenant,
                     struct reply *r)
 {
 	struct tenant_limits tl = rules_limits(rules, tenant);
@@ -56,7 +56,7 @@ bool limits_publish(const struct rules *rules, int64_t session_id, const char *t
 	return true;
 }
 
-bool limits_subscribe(const struct rules *rules, const char *tenant, const char *user,
+bool quota_subscribe(const struct rules *rules, const char *tenant, const char *user,
                       struct reply *r)
 {
 	struct tenant_limits tl = rules_limits(rules, tenant);

@@ -1,5 +1,5 @@
 /*
- * limits.h — request rates per session, user and tenant (SPEC §5.6).
+ * quota.h — request rates per session, user and tenant (SPEC §5.6).
  *
  * Owns this node's token buckets: publishes per session
  * (publish_per_second) and per tenant (tenant_publish_per_second), stream
@@ -7,8 +7,8 @@
  * herald.limits value when it sets one, else the config value; 0 means
  * none. Buckets are per node.
  */
-#ifndef HERALD_LIMITS_H
-#define HERALD_LIMITS_H
+#ifndef HERALD_QUOTA_H
+#define HERALD_QUOTA_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,15 +16,15 @@
 #include "reply.h"
 #include "rules.h"
 
-void limits_start(const struct herald_config *cfg);
-void limits_stop(void);
+void quota_start(const struct herald_config *cfg);
+void quota_stop(void);
 
 /* true when the session may publish now; else false with 429
  * rate_limited and its Retry-After prepared in r. */
-bool limits_publish(const struct rules *rules, int64_t session_id, const char *tenant,
+bool quota_publish(const struct rules *rules, int64_t session_id, const char *tenant,
                     struct reply *r);
 /* The same for a user opening a stream. */
-bool limits_subscribe(const struct rules *rules, const char *tenant, const char *user,
+bool quota_subscribe(const struct rules *rules, const char *tenant, const char *user,
                       struct reply *r);
 
 #endif
