@@ -86,6 +86,7 @@ static const struct key keys[] = {
 	{"db_workers", K_INT, F(db_workers), 1, 64},
 	{"audit_queue_max", K_COUNT, F(audit_queue_max), 1, 10000000},
 	{"publish_batch_max", K_INT, F(publish_batch_max), 1, 4096},
+	{"max_db_queue", K_COUNT, F(max_db_queue), 1, COUNT_MAX},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -122,6 +123,7 @@ void config_defaults(struct herald_config *c)
 	c->db_workers = 4;
 	c->audit_queue_max = 10000;
 	c->publish_batch_max = 256;
+	c->max_db_queue = 1000;
 }
 
 void config_free(struct herald_config *c)

@@ -51,6 +51,8 @@ struct herald_config {
 	int db_workers;                 /* key "db_workers" [4]: database connections for requests */
 	int64_t audit_queue_max;        /* key "audit_queue_max" [10000]: audit records held while
 	                                   the database is away before they spill to the log */
+	int64_t max_db_queue;           /* key "max_db_queue" [1000]: past it, new streams and
+	                                   publishes get 503 (overload) */
 	int publish_batch_max;          /* key "publish_batch_max" [256]: publishes committed
 	                                   together at most; 1 = a transaction per publish */
 };

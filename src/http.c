@@ -571,6 +571,18 @@ static void audit_cap_refusal(const struct request *req)
 	audit_record(&a);
 }
 
+static void audit_overload(const struct request *req)
+{
+	struct audit_record a = {
+		.kind = req->route == ROUTE_STREAM ? "stream.open" : "publish", .outcome = "rejected",
+		.remote_addr = req->remote,
+		.detail = req->route == ROUTE_STREAM
+			? "{\"reason\":\"unavailable\",\"status\":503,\"route\":\"stream\",\"cause\":\"overload\"}"
+			: "{\"reason\":\"unavailable\",\"status\":503,\"route\":\"publish\",\"cause\":\"overload\"}",
+	};
+	audit_record(&a);
+}
+
 static enum MHD_Result first_call(struct request *req, const char *method)
 {
 	read_remote(req);
@@ -609,6 +621,14 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 		                     "method not allowed on this resource", allow);
 	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
+	if ((req->route == ROUTE_STREAM || req->route == ROUTE_PUBLISH) &&
+	    db_backlog() >= (unsigned)cfg->max_db_queue) {
+		/* Overloaded: refusing at once beats queueing work that would
+		 * time out anyway; open streams keep flowing. */
+		audit_overload(req);
+		return queue_problem(req->conn, PROBLEM_UNAVAILABLE,
+		                     "the node is overloaded (database queue full); retry", NULL);
+	}
 	if (req->route == ROUTE_STREAM) {
 		struct reply r = {0};
 		if (!caps_reserve_address(req->remote, &r)) {

@@ -6,6 +6,9 @@ that fit the queue bound; publish and subscribe rates are token buckets
 answering 429 rate_limited with Retry-After, per session, tenant and user,
 with herald.limits overriding the config per tenant."""
 
+import subprocess
+import threading
+
 from harness import problem_type, publish, publish_ok, wait_audit, wait_for
 
 BIG = "x" * 60000  # an event of ~60 KB
@@ -158,3 +161,43 @@ def test_address_cap_comes_before_credentials(ctx):
     rows = wait_audit(ctx.pg, node, "stream.open",
                       lambda r: r["detail"]["reason"] == "too_many_connections", 2)
     assert all(r["user_id"] is None and r["detail"]["status"] == 429 for r in rows), rows
+
+
+def test_overload_refuses_new_work_while_open_streams_flow(ctx):
+    node = ctx.node(config={"db_workers": 1, "max_db_queue": 2, "publish_per_second": 100000})
+    scope = ctx.scope()
+    token = scope.token()
+    watcher, _ = ctx.subscribe(node, ["chat:open"], token)
+    publish_ok(node, token, "chat:locked", "msg", {})
+    # A transaction holding the channel's head row makes publishes to it
+    # wait in the node's only worker; more queue up behind them.
+    holder = subprocess.Popen(ctx.pg.psql_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    ctx.on_cleanup(holder.kill)
+    holder.stdin.write("BEGIN; SELECT 1 FROM herald.channel_heads WHERE tenant_id = '%s' "
+                       "AND channel = 'chat:locked' FOR UPDATE; SELECT pg_sleep(30);\n" % scope.tenant)
+    holder.stdin.flush()
+    wait_for(lambda: ctx.pg.sql_value("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                                      "USING (pid) WHERE a.query LIKE '%pg_sleep(30)%' "
+                                      "AND l.mode = 'RowShareLock'") != "0", 10,
+             what="the row lock held")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        publish(node, token, "chat:locked", "msg", {}, timeout=20).status)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: node.metrics().value("herald_db_queue_depth") >= 2, 10,
+             what="publishes queued behind the blocked one")
+    r = publish(node, token, "chat:other", "msg", {})
+    assert r.status == 503 and problem_type(r) == "urn:herald:unavailable", r
+    assert r.header("Retry-After") == "1", r
+    refused = ctx.sse(node, ["chat:open"], token=token, expect=None)
+    assert refused.status == 503, "a new stream is refused too"
+    scope.publish_sql("chat:open", "msg", {"still": "flowing"})
+    ev = watcher.read_until_type("msg", timeout=5)[-1]
+    assert ev.json()["data"] == {"still": "flowing"}, "open streams keep receiving"
+    holder.kill()
+    for t in threads:
+        t.join()
+    assert all(s in (201, 503) for s in results), results
+    wait_audit(ctx.pg, node, "publish", lambda r: r["detail"].get("cause") == "overload", 1)

@@ -48,6 +48,7 @@ static void test_defaults(void)
 	is_int(c.db_workers, 4, "db_workers 4");
 	is_int(c.audit_queue_max, 10000, "audit_queue_max 10000");
 	is_int(c.publish_batch_max, 256, "publish_batch_max 256");
+	is_int(c.max_db_queue, 1000, "max_db_queue 1000");
 	config_free(&c);
 }
 
