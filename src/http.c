@@ -51,6 +51,7 @@
 #define CONNECTION_MEMORY 8192
 #define IDLE_TIMEOUT_S 60
 #define CAP_HEADROOM 16
+#define DROP_MAX (1u << 20)
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_STREAM,
              ROUTE_PUBLISH, ROUTE_PRESENCE, ROUTE_TICKETS, ROUTE_ME, ROUTE_DEMO };
@@ -80,6 +81,8 @@ struct request {
 	} u;
 	struct stream *stream; /* one reference while the connection lives */
 	bool address_reserved; /* a stream attempt counted in caps.h */
+	bool close_after;      /* the body was not read: close after answering */
+	size_t dropped;        /* bytes of an oversized chunked body read and dropped */
 };
 
 static const struct herald_config *cfg;
@@ -122,6 +125,8 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct rep
 		snprintf(v, sizeof(v), "%u", r->retry_after);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
 	}
+	if (r->close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -376,6 +381,7 @@ static enum MHD_Result answer_ready(struct request *req)
 			return queue_reply(req->conn, &req->u.sub.reply);
 		return queue_stream(req);
 	case ROUTE_PUBLISH:
+		req->u.pub.reply.close = req->close_after;
 		return queue_reply(req->conn, &req->u.pub.reply);
 	case ROUTE_TICKETS:
 		return queue_reply(req->conn, &req->u.tkt.reply);
@@ -571,6 +577,27 @@ static void audit_cap_refusal(const struct request *req)
 	audit_record(&a);
 }
 
+/* Content-Length says more than max_event_bytes: known before reading. */
+static bool declared_too_large(struct request *req)
+{
+	const char *cl = header(req->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	char *end;
+	unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+	return cl && *cl && *end == '\0' && n > (unsigned long long)cfg->max_event_bytes;
+}
+
+/* A publish body over max_event_bytes is not read: the request is
+ * judged (401/403 first, SPEC §2 order, else 413) without it, and the
+ * connection closes after the answer instead of draining the rest. */
+static enum MHD_Result body_refused(struct request *req)
+{
+	req->u.pub.body_too_large = true;
+	req->close_after = true;
+	publish_prepare(&req->u.pub);
+	start_job(req, &req->u.pub.job);
+	return MHD_YES;
+}
+
 static void audit_overload(const struct request *req)
 {
 	struct audit_record a = {
@@ -648,6 +675,8 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 		else
 			begin_ticket(req);
 		req->phase = PHASE_BODY;
+		if (req->route == ROUTE_PUBLISH && declared_too_large(req))
+			return body_refused(req);
 		return MHD_YES;
 	}
 	return handle_plain(req);
@@ -672,13 +701,23 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		if (*upload_size) {
 			/* A ticket request's body means nothing and is dropped. */
 			struct publish_job *pj = &req->u.pub;
-			if (req->route == ROUTE_PUBLISH) {
-				if ((int64_t)(pj->body.len + *upload_size) > cfg->max_event_bytes)
-					pj->body_too_large = true;
-				else
-					buf_append(&pj->body, upload_data, *upload_size);
-			}
+			size_t n = *upload_size;
 			*upload_size = 0;
+			if (req->route != ROUTE_PUBLISH)
+				return MHD_YES;
+			if (!pj->body_too_large && (int64_t)(pj->body.len + n) <= cfg->max_event_bytes) {
+				buf_append(&pj->body, upload_data, n);
+				return MHD_YES;
+			}
+			/* A chunked body past the limit: libmicrohttpd can answer
+			 * only once it is all in, so a little more is read and
+			 * dropped for a 413; much more cuts the connection. */
+			pj->body_too_large = true;
+			req->dropped += n;
+			if (req->dropped > DROP_MAX) {
+				log_msg(LOG_INFO, "oversized chunked body cut off", "remote", req->remote, NULL);
+				return MHD_NO;
+			}
 			return MHD_YES;
 		}
 		if (req->route == ROUTE_PUBLISH) {

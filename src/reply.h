@@ -37,6 +37,7 @@ struct reply {
 	struct buf body;
 	const char *allow;        /* Allow header for 405, static */
 	unsigned retry_after;     /* seconds; 0 = none */
+	bool close;               /* Connection: close (the request body was not read) */
 };
 
 void reply_free(struct reply *r);

@@ -6,6 +6,7 @@ that fit the queue bound; publish and subscribe rates are token buckets
 answering 429 rate_limited with Retry-After, per session, tenant and user,
 with herald.limits overriding the config per tenant."""
 
+import socket
 import subprocess
 import threading
 
@@ -201,3 +202,71 @@ def test_overload_refuses_new_work_while_open_streams_flow(ctx):
         t.join()
     assert all(s in (201, 503) for s in results), results
     wait_audit(ctx.pg, node, "publish", lambda r: r["detail"].get("cause") == "overload", 1)
+
+
+def raw_post(node, head_lines, first_bytes, timeout=10):
+    """Sends a POST head and the start of a body, never the rest; returns
+    (status line, whether the server closed the connection)."""
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=timeout)
+    try:
+        s.sendall(("\r\n".join(head_lines) + "\r\n\r\n").encode() + first_bytes)
+        data = b""
+        while True:
+            part = s.recv(65536)
+            if not part:
+                return data.split(b"\r\n", 1)[0].decode(), True, data
+            data += part
+    except socket.timeout:
+        return data.split(b"\r\n", 1)[0].decode(), False, data
+    finally:
+        s.close()
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(ctx):
+    node = ctx.node(config={"max_event_bytes": "4KiB"})
+    scope = ctx.scope()
+    token = scope.token()
+    head = ["POST /v1/channels/chat:x/events HTTP/1.1", "Host: x", "Content-Type: application/json"]
+    status, closed, body = raw_post(node, head + [f"Authorization: Bearer {token}",
+                                                  "Content-Length: 100000000"], b"{\"type\":")
+    assert status.startswith("HTTP/1.1 413") and closed, (status, closed)
+    assert b"payload_too_large" in body
+    status, closed, _ = raw_post(node, head + ["Content-Length: 100000000"], b"{")
+    assert status.startswith("HTTP/1.1 401") and closed, "no credential: 401 first, body unread"
+    chunk = b"%x\r\n%s\r\n" % (3000, b"a" * 3000)
+    chunked = head + [f"Authorization: Bearer {token}", "Transfer-Encoding: chunked"]
+    status, closed, _ = raw_post(node, chunked + ["Connection: close"], chunk * 3 + b"0\r\n\r\n")
+    assert status.startswith("HTTP/1.1 413"), ("a chunked body over the limit: 413", status)
+    status, closed, _ = raw_post(node, chunked, chunk * 400)
+    assert closed and not status.startswith("HTTP/1.1 2"), \
+        "a chunked body that goes on far past the limit is cut off"
+    assert publish(node, token, "chat:x", "msg", {"ok": True}).status == 201, "the node is fine"
+    wait_audit(ctx.pg, node, "publish", lambda r: r["detail"]["reason"] == "payload_too_large", 2)
+
+
+def raw_exchange(node, request):
+    """Sends request bytes; returns what comes back until the server closes."""
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    try:
+        s.sendall(request)
+        data = b""
+        while True:
+            part = s.recv(65536)
+            if not part:
+                return data
+            data += part
+    finally:
+        s.close()
+
+
+def test_oversized_request_heads_are_refused_and_closed(ctx):
+    node = ctx.node()
+    big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 3000 + b"\r\n"
+    long_url = b"GET /v1/stream?channel=" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    for label, request, status in (("one huge header", big_header, b"431"),
+                                   ("a header flood", many, b"431"),
+                                   ("a huge URL", long_url, b"414")):
+        answer = raw_exchange(node, request)
+        assert answer.startswith(b"HTTP/1.1 " + status), (label, answer[:80])
+    assert node.get("/healthz").status == 200, "the node is unaffected"
