@@ -55,7 +55,7 @@ bool caps_reserve_address(const char *address, struct reply *r)
 	if (!counts_reserve(&node, "", 0, limit(cfg->max_connections)))
 		return refuse(r, "this node holds max_connections streams");
 	if (!counts_reserve(&addresses, address, strlen(address),
-	                    limit(cfg->max_connections_per_ip))) {
+	                    limit(config_live()->max_connections_per_ip))) {
 		counts_add(&node, "", 0, -1);
 		return refuse(r, "this address holds max_connections_per_ip streams");
 	}
@@ -92,8 +92,8 @@ bool caps_reserve_user(const struct rules *rules, const char *tenant, const char
                        int64_t other_user, int64_t other_tenant, struct reply *r)
 {
 	struct tenant_limits tl = rules_limits(rules, tenant);
-	int64_t user_cap = pick(tl.max_connections_per_user, cfg->max_connections_per_user);
-	int64_t tenant_cap = pick(tl.max_connections, cfg->max_connections_per_tenant);
+	int64_t user_cap = pick(tl.max_connections_per_user, config_live()->max_connections_per_user);
+	int64_t tenant_cap = pick(tl.max_connections, config_live()->max_connections_per_tenant);
 	struct buf k = BUF_INIT;
 	user_key(&k, tenant, user);
 	bool ok = counts_reserve(&users, k.data, k.len, room(user_cap, other_user));
@@ -118,7 +118,7 @@ void caps_release_user(const char *tenant, const char *user)
 
 bool caps_count_tenants(const struct rules *rules)
 {
-	return cfg->max_connections_per_tenant > 0 || rules_any_tenant_cap(rules);
+	return config_live()->max_connections_per_tenant > 0 || rules_any_tenant_cap(rules);
 }
 
 bool caps_changed(void)

@@ -6,6 +6,7 @@
  * that depend on the host (node_id, max_connections) after loading.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,4 +539,52 @@ out:
 	fclose(f);
 	buf_free(&b);
 	return ok;
+}
+
+/* Every copy ever published, newest first: readers may still hold any. */
+struct live_copy {
+	struct herald_config *cfg;
+	struct live_copy *next;
+};
+static _Atomic(struct herald_config *) live;
+static struct live_copy *copies;
+
+const struct herald_config *config_live(void)
+{
+	return atomic_load(&live);
+}
+
+void config_set_live(struct herald_config *c)
+{
+	struct live_copy *lc = xcalloc(1, sizeof(*lc));
+	lc->cfg = c;
+	lc->next = copies;
+	copies = lc;
+	atomic_store(&live, c);
+}
+
+void config_live_free(void)
+{
+	atomic_store(&live, NULL);
+	while (copies) {
+		struct live_copy *next = copies->next;
+		free(copies->cfg);
+		free(copies);
+		copies = next;
+	}
+}
+
+void config_copy_reloadable(struct herald_config *to, const struct herald_config *from)
+{
+	to->max_connections_per_ip = from->max_connections_per_ip;
+	to->max_connections_per_user = from->max_connections_per_user;
+	to->max_connections_per_tenant = from->max_connections_per_tenant;
+	to->subscribe_per_minute = from->subscribe_per_minute;
+	to->publish_per_second = from->publish_per_second;
+	to->tenant_publish_per_second = from->tenant_publish_per_second;
+	to->stream_queue_bytes = from->stream_queue_bytes;
+	to->max_event_bytes = from->max_event_bytes;
+	to->max_channels_per_stream = from->max_channels_per_stream;
+	to->max_db_queue = from->max_db_queue;
+	to->log_level = from->log_level;
 }

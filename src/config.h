@@ -57,6 +57,18 @@ struct herald_config {
 	                                   together at most; 1 = a transaction per publish */
 };
 
+/* The settings in force: the start config, then after each SIGHUP a copy
+ * of it with the reloaded limits (config_copy_reloadable). Readers of a
+ * reloadable setting take config_live() each time; a replaced copy stays
+ * valid until exit. set_live takes c: a shallow copy (its strings belong
+ * to the start config). */
+const struct herald_config *config_live(void);
+void config_set_live(struct herald_config *c);
+void config_live_free(void);
+/* Copies the settings SIGHUP may change: the limits (SPEC §6), except
+ * max_connections, which sizes the listener at start. */
+void config_copy_reloadable(struct herald_config *to, const struct herald_config *from);
+
 /* Fills every field with its default (strings are owned copies). */
 void config_defaults(struct herald_config *c);
 void config_free(struct herald_config *c);

@@ -583,7 +583,7 @@ static bool declared_too_large(struct request *req)
 	const char *cl = header(req->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	char *end;
 	unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
-	return cl && *cl && *end == '\0' && n > (unsigned long long)cfg->max_event_bytes;
+	return cl && *cl && *end == '\0' && n > (unsigned long long)config_live()->max_event_bytes;
 }
 
 /* A publish body over max_event_bytes is not read: the request is
@@ -649,7 +649,7 @@ static enum MHD_Result first_call(struct request *req, const char *method)
 	if (atomic_load(&draining) && req->route != ROUTE_HEALTHZ && req->route != ROUTE_READYZ)
 		return queue_problem(req->conn, PROBLEM_DRAINING, "the node is shutting down", NULL);
 	if ((req->route == ROUTE_STREAM || req->route == ROUTE_PUBLISH) &&
-	    db_backlog() >= (unsigned)cfg->max_db_queue) {
+	    db_backlog() >= (unsigned)config_live()->max_db_queue) {
 		/* Overloaded: refusing at once beats queueing work that would
 		 * time out anyway; open streams keep flowing. */
 		audit_overload(req);
@@ -705,7 +705,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 			*upload_size = 0;
 			if (req->route != ROUTE_PUBLISH)
 				return MHD_YES;
-			if (!pj->body_too_large && (int64_t)(pj->body.len + n) <= cfg->max_event_bytes) {
+			if (!pj->body_too_large && (int64_t)(pj->body.len + n) <= config_live()->max_event_bytes) {
 				buf_append(&pj->body, upload_data, n);
 				return MHD_YES;
 			}

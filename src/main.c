@@ -32,6 +32,7 @@
 #include "rules.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "util/xmalloc.h"
 #include "validity.h"
 
 static const char usage[] =
@@ -146,6 +147,27 @@ static bool load_config(int argc, char **argv, struct herald_config *cfg, bool *
 	return true;
 }
 
+/* SIGHUP: reads the config file and flags again and puts the limits and
+ * the log level in force; everything else needs a restart. A file that
+ * does not load changes nothing. */
+static void reload(int argc, char **argv, const struct herald_config *start)
+{
+	struct herald_config fresh;
+	bool migrate = false;
+	optind = 0; /* getopt starts over */
+	if (!load_config(argc, argv, &fresh, &migrate)) {
+		log_msg(LOG_ERROR, "reload failed; the settings in force are kept", NULL);
+		return;
+	}
+	struct herald_config *next = xmalloc(sizeof(*next));
+	*next = *start;
+	config_copy_reloadable(next, &fresh);
+	config_free(&fresh);
+	config_set_live(next);
+	log_set_level(next->log_level);
+	log_msg(LOG_INFO, "configuration reloaded", NULL);
+}
+
 static void wait_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -198,8 +220,12 @@ int main(int argc, char **argv)
 	if (!load_config(argc, argv, &cfg, &migrate))
 		return 2;
 	log_init(cfg.log_level, cfg.log_format, cfg.node_id);
+	struct herald_config *live = xmalloc(sizeof(*live));
+	*live = cfg;
+	config_set_live(live);
 	if (migrate) {
 		bool ok = migrate_run(cfg.db);
+		config_live_free();
 		config_free(&cfg);
 		return ok ? 0 : 1;
 	}
@@ -217,7 +243,7 @@ int main(int argc, char **argv)
 	audit_start(&cfg);
 	validity_start(&cfg);
 	presence_start(&cfg);
-	quota_start(&cfg);
+	quota_start();
 	caps_start(&cfg);
 	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
@@ -230,7 +256,7 @@ int main(int argc, char **argv)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_msg(LOG_INFO, "SIGHUP ignored: reloading is not supported yet", NULL);
+			reload(argc, argv, &cfg);
 			continue;
 		}
 		break;
@@ -247,6 +273,7 @@ int main(int argc, char **argv)
 	registry_shutdown();
 	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);
+	config_live_free();
 	config_free(&cfg);
 	return 0;
 }

@@ -9,12 +9,10 @@
 #include "util/buf.h"
 #include "util/timeutil.h"
 
-static const struct herald_config *cfg;
 static struct ratelimit sessions, tenants, users;
 
-void quota_start(const struct herald_config *c)
+void quota_start(void)
 {
-	cfg = c;
 	ratelimit_init(&sessions);
 	ratelimit_init(&tenants);
 	ratelimit_init(&users);
@@ -47,10 +45,10 @@ bool quota_publish(const struct rules *rules, int64_t session_id, const char *te
 	struct tenant_limits tl = rules_limits(rules, tenant);
 	int64_t now = time_mono_ms(), retry;
 	if (!ratelimit_take(&sessions, &session_id, sizeof(session_id),
-	                    pick(tl.publish_per_second, cfg->publish_per_second), 1000, now, &retry))
+	                    pick(tl.publish_per_second, config_live()->publish_per_second), 1000, now, &retry))
 		return refuse(r, retry, "publish_per_second reached for this session");
 	if (!ratelimit_take(&tenants, tenant, strlen(tenant),
-	                    pick(tl.tenant_publish_per_second, cfg->tenant_publish_per_second), 1000,
+	                    pick(tl.tenant_publish_per_second, config_live()->tenant_publish_per_second), 1000,
 	                    now, &retry))
 		return refuse(r, retry, "tenant_publish_per_second reached for this tenant");
 	return true;
@@ -65,7 +63,7 @@ bool quota_subscribe(const struct rules *rules, const char *tenant, const char *
 	buf_append_str(&key, user);
 	int64_t retry;
 	bool ok = ratelimit_take(&users, key.data, key.len,
-	                         pick(tl.subscribe_per_minute, cfg->subscribe_per_minute), 60000,
+	                         pick(tl.subscribe_per_minute, config_live()->subscribe_per_minute), 60000,
 	                         time_mono_ms(), &retry);
 	buf_free(&key);
 	return ok || refuse(r, retry, "subscribe_per_minute reached for this user");

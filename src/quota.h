@@ -4,8 +4,9 @@
  * Owns this node's token buckets: publishes per session
  * (publish_per_second) and per tenant (tenant_publish_per_second), stream
  * opens per user (subscribe_per_minute). Each limit is the tenant's
- * herald.limits value when it sets one, else the config value; 0 means
- * none. Buckets are per node.
+ * herald.limits value when it sets one, else the config value in force
+ * (config_live(), so SIGHUP changes it); 0 means none. Buckets are per
+ * node.
  */
 #ifndef HERALD_QUOTA_H
 #define HERALD_QUOTA_H
@@ -16,7 +17,7 @@
 #include "reply.h"
 #include "rules.h"
 
-void quota_start(const struct herald_config *cfg);
+void quota_start(void);
 void quota_stop(void);
 
 /* true when the session may publish now; else false with 429

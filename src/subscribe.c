@@ -55,7 +55,7 @@ void subscribe_init(struct subscribe_job *sj, const struct herald_config *cfg,
 	size_t n = target_param_count(t, "channel");
 	if (n == 0)
 		set_syntax_error(sj, "at least one channel parameter is required", NULL);
-	else if ((int64_t)n > cfg->max_channels_per_stream)
+	else if ((int64_t)n > config_live()->max_channels_per_stream)
 		set_syntax_error(sj, "more channels than max_channels_per_stream", NULL);
 	else
 		sj->channels = xcalloc(n, sizeof(*sj->channels));
@@ -151,7 +151,7 @@ static void build_stream(struct subscribe_job *sj, const struct identity *id,
 	                              id->session_id, id->user_id, id->tenant_id, org,
 	                              heads->epoch, digest, sj->channels, start, sj->nch);
 	memcpy(s->token_hash, id->token_hash, sizeof(s->token_hash));
-	s->queue_limit = (size_t)sj->cfg->stream_queue_bytes;
+	s->queue_limit = (size_t)config_live()->stream_queue_bytes;
 	mark_presence(s, rules, heads);
 	if (sj->cred.source == CREDENTIAL_TICKET) {
 		s->prove = true;

@@ -21,7 +21,11 @@
 # SKIP_BUILD [0] SSELOAD [tests/bench/sseload, built here; another path is
 # used as is, e.g. a sanitizer build] OUT_DIR [unset: when set, sseload's
 # output and the herald log are copied there] BENCH_SQL [unset: SQL run
-# after the set-up, e.g. a channel rule turning presence on for bench:*].
+# after the set-up, e.g. a channel rule turning presence on for bench:*]
+# STALLED [0: K more streams that read herald.open and then nothing, the
+# slow readers; not in any latency or loss figure] PAYLOAD [unset: bytes of
+# each round's POST body, padded, e.g. 16384] HERALD_CONF_EXTRA [unset:
+# config lines appended to herald's, e.g. "stream_queue_bytes = 262144"].
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -56,6 +60,8 @@ SETTLE_MS=${SETTLE_MS:-1000}
 INTERVAL_MS=${INTERVAL_MS:-200}
 SOURCES=${SOURCES:-4}
 BATCH=${BATCH:-500}
+STALLED=${STALLED:-0}
+PAYLOAD=${PAYLOAD-}
 bench_inner_init
 log="$tmp/herald.log"
 out="$tmp/sseload.out"
@@ -80,25 +86,44 @@ trap 'exit 130' INT
 
 bench_setup_db
 bench_base_conf >"$conf"
+if [ -n "${HERALD_CONF_EXTRA-}" ]; then
+	printf '%s\n' "$HERALD_CONF_EXTRA" >>"$conf"
+fi
 bench_start_herald "$conf" "$log"
-say "herald pid $hpid on 127.0.0.1:$port; sseload: $N streams, $ROUNDS rounds"
+say "herald pid $hpid on 127.0.0.1:$port; sseload: $N streams (+$STALLED stalled), $ROUNDS rounds"
 
+extra=()
+[ "$STALLED" = 0 ] || extra+=(--stalled "$STALLED")
+[ -z "$PAYLOAD" ] || extra+=(--payload "$PAYLOAD")
 set +e
 HERALD_TOKEN=$token "$SSELOAD" --port "$port" --n "$N" --rss-pid "$hpid" --hold "$HOLD" \
 	--settle "$SETTLE_MS" --interval "$INTERVAL_MS" --fanout "$ROUNDS" \
-	--sources "$SOURCES" --batch "$BATCH" | tee "$out"
+	--sources "$SOURCES" --batch "$BATCH" "${extra[@]}" | tee "$out"
 load_rc=${PIPESTATUS[0]}
 set -e
 
 herald_alive=yes
 hwm_kb=
 presence_writes=-
+overflow_closed=-
 if kill -0 "$hpid" 2>/dev/null; then
 	hwm_kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$hpid/status")
-	presence_writes=$(python3 -c 'import sys, urllib.request
-for line in urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().splitlines():
-    if line.startswith("herald_presence_writes_total "):
-        print(line.split()[1])' "http://127.0.0.1:$port/metrics" || echo -)
+	# sseload has exited, so every stream is over; herald counts a close when
+	# it notices it, hence up to 2 s of polling for the overflow count to
+	# reach STALLED (it need not: a stalled stream may end otherwise).
+	read -r presence_writes overflow_closed < <(python3 -c 'import sys, time, urllib.request
+want = int(sys.argv[2])
+for _ in range(20):
+    m = {}
+    for line in urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().splitlines():
+        if line.startswith("herald_presence_writes_total "):
+            m["p"] = line.split()[1]
+        elif line.startswith("herald_streams_closed_total{reason=\"overflow\"} "):
+            m["o"] = line.split()[1]
+    if want == 0 or int(float(m.get("o", "0"))) >= want:
+        break
+    time.sleep(0.1)
+print(m.get("p", "-"), m.get("o", "-"))' "http://127.0.0.1:$port/metrics" "$STALLED" || echo - -)
 else
 	herald_alive="NO (it died during the run)"
 fi
@@ -115,7 +140,8 @@ warn_lines=$(wc -l <"$log")
 cat <<EOF
 
 herald fan-out benchmark — one node, $(nproc) CPUs shared by client and server
-  streams requested         $N
+  streams requested         $N (+ stalled $STALLED: read herald.open, then nothing until the rounds end)
+  event payload             ${PAYLOAD:-unpadded} bytes per POST body
   streams open              $(val open_streams) (failed $(val open_failed))
   open time / rate          $(val open_seconds) s, $(val open_rate) streams/s (per stream p50 $(val open_latency_p50_ms) ms, p99 $(val open_latency_p99_ms) ms)
   presence writes           $presence_writes statements (BENCH_SQL can turn presence on for bench:*)
@@ -130,6 +156,7 @@ herald fan-out benchmark — one node, $(nproc) CPUs shared by client and server
   publish 201 round trip    median $(val publish_median_ms) ms
   CPU per round             server $(val server_cpu_ms_per_round) ms, client $(val client_cpu_ms_per_round) ms
   events missed             $(val fanout_missed_total) (publish failures $(val publish_failures))
+  stalled streams           open $(val stalled_open) of $STALLED; herald closed $overflow_closed for overflow (herald_streams_closed_total); read afterwards: herald.overflow on $(val stalled_overflow), $(val stalled_bench_events) bench events, $(val stalled_bytes_read) bytes
   stream errors             connect $(val errors_connect), io $(val errors_io), status $(val errors_status), parse $(val errors_parse), ended by server $(val streams_ended)
   herald alive after load   $herald_alive
   herald SIGTERM            exit $herald_rc after $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s

@@ -7,6 +7,11 @@
  * (status line and headers, chunked transfer coding, SSE per the WHATWG
  * rules), the publish requests that drive fan-out rounds, and the three
  * measurements: open rate, server RSS per idle stream, fan-out time.
+ * Optionally (--stalled K) K more streams that read their response head and
+ * herald.open, then are never read again until the rounds are over: the
+ * slow readers whose presence must not delay the others. They count in no
+ * fan-out figure; after the rounds they are read to the end, to see whether
+ * herald ended them with herald.overflow.
  * Does not own starting herald or PostgreSQL: tests/bench/fanout.sh does.
  *
  * Build: gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
@@ -47,6 +52,8 @@
 #define ERRBODY_MAX 1024u           /* bytes of a non-200 body kept */
 #define ROUND_TIMEOUT_NS (30 * NS_PER_S)
 #define FD_RESERVE 32               /* descriptors kept for epoll, stdio, publish */
+#define STALLED_RCVBUF 4096         /* SO_RCVBUF of a stalled stream (the kernel doubles it) */
+#define DRAIN_TIMEOUT_NS (10 * NS_PER_S)
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -65,6 +72,8 @@ struct options {
 	long batch;
 	long open_timeout_s;
 	long rss_pid;
+	long stalled;          /* extra streams never read after herald.open */
+	long payload;          /* POST body bytes (padded); 0 = unpadded */
 };
 
 /* ---- growable byte strings (always NUL-terminated once allocated) ------- */
@@ -272,6 +281,8 @@ struct conn {
 	int64_t lat_ns;        /* that round's latency */
 	int64_t start_ns;      /* monotonic, when connect() began */
 	int64_t open_ns;       /* connect() to herald.open */
+	bool stalled;          /* one of the --stalled streams (index >= n) */
+	bool parked;           /* stalled and out of the epoll set */
 };
 
 enum pub_state { PUB_IDLE, PUB_CONNECTING, PUB_SENDING, PUB_READING, PUB_DONE };
@@ -308,6 +319,13 @@ struct bench {
 	long pub_failures;
 	long missed_total;     /* stream-events not received within a round */
 	int64_t now_real;      /* CLOCK_REALTIME of the last read */
+	long start_limit;      /* streams start_more may start: n, then n + stalled */
+	/* --stalled streams, counted apart from the others */
+	long stalled_open, stalled_failed, stalled_ended, stalled_parked;
+	long stalled_overflow, stalled_events;
+	uint64_t stalled_bytes;
+	bool stalled_reported;
+	struct bytes pad;      /* --payload padding, 'x' bytes */
 	char rbuf[65536];
 };
 
@@ -329,18 +347,37 @@ static bool conn_fail(struct bench *b, struct conn *c, enum failure why, const c
 {
 	if (c->state == CS_CLOSED)
 		return false;
-	failure_report(b, c, why, detail);
+	if (c->stalled) {
+		/* Ended after herald.open is what a stalled stream may expect
+		 * (overflow); failing to open is reported once. */
+		if (!c->open && !b->stalled_reported) {
+			b->stalled_reported = true;
+			fprintf(stderr, "sseload: first stalled stream failure (stream %ld, %s): %s\n",
+				(long)(c - b->conns), failure_name[why], detail);
+		}
+	} else {
+		failure_report(b, c, why, detail);
+	}
 	if (c->fd >= 0)
 		close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
 	c->state = CS_CLOSED;
-	b->fails[why]++;
-	if (c->open) {
-		b->alive--;
-		b->ended_after_open++;
+	if (c->stalled) {
+		if (c->open) {
+			b->stalled_ended++;
+		} else {
+			b->stalled_failed++;
+			b->inflight--;
+		}
 	} else {
-		b->failed++;
-		b->inflight--;
+		b->fails[why]++;
+		if (c->open) {
+			b->alive--;
+			b->ended_after_open++;
+		} else {
+			b->failed++;
+			b->inflight--;
+		}
 	}
 	bytes_free(&c->head);
 	bytes_free(&c->sse.line);
@@ -402,8 +439,33 @@ static void on_bench_event(struct bench *b, struct conn *c, const char *data)
 	b->round_got++;
 }
 
+/* A stalled stream: open, then out of the epoll set; the socket stays. */
+static void on_stalled_event(struct bench *b, struct conn *c, const char *type)
+{
+	if (strcmp(type, "herald.open") == 0) {
+		if (c->open)
+			return;
+		c->open = true;
+		c->open_ns = mono_ns() - c->start_ns;
+		b->stalled_open++;
+		b->inflight--;
+		if (epoll_ctl(b->ep, EPOLL_CTL_DEL, c->fd, NULL) == 0) {
+			c->parked = true;
+			b->stalled_parked++;
+		}
+	} else if (strcmp(type, "herald.overflow") == 0) {
+		b->stalled_overflow++;
+	} else if (strcmp(type, "bench") == 0) {
+		b->stalled_events++;
+	}
+}
+
 static void on_event(struct bench *b, struct conn *c, const char *type, const char *data)
 {
+	if (c->stalled) {
+		on_stalled_event(b, c, type);
+		return;
+	}
 	if (strcmp(type, "herald.open") == 0) {
 		if (c->open)
 			return;
@@ -696,6 +758,14 @@ static void conn_start(struct bench *b, struct conn *c)
 		conn_fail(b, c, F_CONNECT, strerror(errno));
 		return;
 	}
+	if (c->stalled) {
+		/* Before connect(): the window scale is fixed by the handshake. */
+		int rcvbuf = STALLED_RCVBUF;
+		if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0) {
+			conn_fail(b, c, F_CONNECT, strerror(errno));
+			return;
+		}
+	}
 	if (b->opt.sources > 0) {
 		int one = 1;
 #ifdef IP_BIND_ADDRESS_NO_PORT
@@ -761,6 +831,8 @@ static void conn_readable(struct bench *b, struct conn *c)
 		return;
 	}
 	b->now_real = real_ns();
+	if (c->stalled)
+		b->stalled_bytes += (uint64_t)r;
 	if (c->state == CS_HEAD)
 		head_feed(b, c, b->rbuf, (size_t)r);
 	else
@@ -769,6 +841,8 @@ static void conn_readable(struct bench *b, struct conn *c)
 
 static void conn_io(struct bench *b, struct conn *c, uint32_t events)
 {
+	if (c->parked)
+		return;
 	if (c->state == CS_CONNECTING || c->state == CS_SENDING) {
 		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_writable(b, c);
@@ -807,17 +881,30 @@ static void pub_start(struct bench *b, long round)
 	p->status = 0;
 	p->err[0] = '\0';
 	p->start_ns = mono_ns();
-	char body[128];
-	snprintf(body, sizeof(body), "{\"type\":\"bench\",\"data\":{\"t\":%" PRId64 ",\"round\":%ld}}",
-		 real_ns(), round);
+	/* {"type":"bench","data":{"t":..,"round":..}}; with --payload, a "pad"
+	 * string member after them makes the body exactly that long (or as
+	 * short as it can be). */
+	struct bytes body = {0};
+	bytes_printf(&body, "{\"type\":\"bench\",\"data\":{\"t\":%" PRId64 ",\"round\":%ld",
+		     real_ns(), round);
+	if (b->opt.payload > 0) {
+		size_t fixed = body.len + strlen(",\"pad\":\"\"}}");
+		size_t padlen = (size_t)b->opt.payload > fixed ? (size_t)b->opt.payload - fixed : 0;
+		bytes_append(&body, ",\"pad\":\"", 8);
+		bytes_append(&body, b->pad.p, padlen);
+		bytes_append(&body, "\"", 1);
+	}
+	bytes_append(&body, "}}", 2);
 	bytes_printf(&p->req,
 		     "POST /v1/channels/%s/events HTTP/1.1\r\n"
 		     "Host: %s:%ld\r\n"
 		     "Authorization: Bearer %s\r\n"
 		     "Content-Type: application/json\r\n"
 		     "Content-Length: %zu\r\n"
-		     "Connection: close\r\n\r\n%s",
-		     b->opt.channel, b->opt.host, b->opt.port, b->opt.token, strlen(body), body);
+		     "Connection: close\r\n\r\n",
+		     b->opt.channel, b->opt.host, b->opt.port, b->opt.token, body.len);
+	bytes_append(&p->req, body.p, body.len);
+	bytes_free(&body);
 	p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (p->fd < 0) {
 		pub_finish(b, strerror(errno));
@@ -923,7 +1010,7 @@ static void pub_report_failure(struct bench *b, long round)
 
 static void start_more(struct bench *b)
 {
-	while (b->next < b->opt.n && b->inflight < b->opt.batch)
+	while (b->next < b->start_limit && b->inflight < b->opt.batch)
 		conn_start(b, &b->conns[b->next++]);
 }
 
@@ -1086,6 +1173,50 @@ static void open_phase(struct bench *b)
 	free(lat);
 }
 
+/* Opens the --stalled streams once the others are open. */
+static void stalled_open_phase(struct bench *b)
+{
+	long k = b->opt.stalled;
+	b->start_limit = b->opt.n + k;
+	int64_t t0 = mono_ns();
+	int64_t deadline = t0 + b->opt.open_timeout_s * NS_PER_S;
+	while (b->stalled_open + b->stalled_failed < k && mono_ns() < deadline)
+		pump(b, wait_ms(deadline));
+	printf("stalled_streams %ld\n", k);
+	printf("stalled_open %ld\n", b->stalled_open);
+	printf("stalled_parked %ld\n", b->stalled_parked);
+	printf("stalled_open_seconds %.3f\n", (double)(mono_ns() - t0) / 1e9);
+}
+
+/*
+ * After the rounds: reads the stalled streams again, to the end or for at
+ * most 10 s, counting what herald had queued for them and whether it ended
+ * them with herald.overflow. Nothing here is timed.
+ */
+static void stalled_drain_phase(struct bench *b)
+{
+	long waiting = 0;
+	for (long i = b->opt.n; i < b->opt.n + b->opt.stalled; i++) {
+		struct conn *c = &b->conns[i];
+		if (!c->parked || c->state == CS_CLOSED)
+			continue;
+		c->parked = false;
+		if (conn_watch(b, c, EPOLL_CTL_ADD, EPOLLIN | EPOLLRDHUP))
+			waiting++;
+	}
+	long ended0 = b->stalled_ended;
+	int64_t t0 = mono_ns();
+	int64_t deadline = t0 + DRAIN_TIMEOUT_NS;
+	while (b->stalled_ended - ended0 < waiting && mono_ns() < deadline)
+		pump(b, wait_ms(deadline));
+	printf("stalled_drain_seconds %.3f\n", (double)(mono_ns() - t0) / 1e9);
+	printf("stalled_bytes_read %" PRIu64 "\n", b->stalled_bytes);
+	printf("stalled_bench_events %ld\n", b->stalled_events);
+	printf("stalled_overflow %ld\n", b->stalled_overflow);
+	printf("stalled_ended %ld\n", b->stalled_ended);
+	printf("stalled_still_open %ld\n", b->stalled_open - b->stalled_ended);
+}
+
 struct round_result {
 	long got, missed;
 	double first_ms, fanout_ms, p50_ms, p99_ms, publish_ms;
@@ -1204,10 +1335,15 @@ static void usage(FILE *f)
 	      "               [--token T | env HERALD_TOKEN] [--hold S] [--fanout K]\n"
 	      "               [--settle MS] [--interval MS] [--sources K] [--batch 500]\n"
 	      "               [--channel bench:fanout] [--open-timeout S] [--rss-pid PID]\n"
+	      "               [--stalled K] [--payload BYTES]\n"
 	      "Opens N SSE streams (GET P, default /v1/stream?channel=bench:fanout), waits\n"
 	      "for event herald.open on each, then holds them idle S seconds and/or runs K\n"
 	      "fan-out rounds (one POST /v1/channels/<channel>/events each). Local addresses\n"
 	      "rotate over 127.0.0.1..127.0.0.K (--sources 0: let the kernel choose).\n"
+	      "--stalled K opens K more streams after the N (SO_RCVBUF 4096) that read\n"
+	      "their head and herald.open, then nothing until the rounds are over; they\n"
+	      "count in no latency or loss figure. --payload BYTES pads each round's POST\n"
+	      "body to BYTES with a \"pad\" string member (default: no padding).\n"
 	      "Results are 'name value' lines on stdout; errors go to stderr. Exit 1 when\n"
 	      "any stream failed to open or ended, an event was missed or a publish failed.\n",
 	      f);
@@ -1244,6 +1380,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{"batch", required_argument, NULL, 'b'},
 		{"open-timeout", required_argument, NULL, 'T'},
 		{"rss-pid", required_argument, NULL, 'r'},
+		{"stalled", required_argument, NULL, 'k'},
+		{"payload", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'x'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1270,6 +1408,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		case 'b': ok = parse_long("batch", optarg, 1, 1000000, &o->batch); break;
 		case 'T': ok = parse_long("open-timeout", optarg, 1, 86400, &o->open_timeout_s); break;
 		case 'r': ok = parse_long("rss-pid", optarg, 1, 1L << 30, &o->rss_pid); break;
+		case 'k': ok = parse_long("stalled", optarg, 0, 1000000, &o->stalled); break;
+		case 'l': ok = parse_long("payload", optarg, 0, 64L << 20, &o->payload); break;
 		case 'x': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}
@@ -1326,11 +1466,20 @@ static bool setup(struct bench *b)
 		perror("sseload: epoll_create1");
 		return false;
 	}
-	b->conns = calloc((size_t)o->n, sizeof(*b->conns));
+	b->conns = calloc((size_t)(o->n + o->stalled), sizeof(*b->conns));
 	if (!b->conns)
 		die_oom();
-	for (long i = 0; i < o->n; i++)
+	for (long i = 0; i < o->n + o->stalled; i++) {
 		b->conns[i].fd = -1;
+		b->conns[i].stalled = i >= o->n;
+	}
+	b->start_limit = o->n;
+	if (o->payload > 0) {
+		bytes_reserve(&b->pad, (size_t)o->payload);
+		memset(b->pad.p, 'x', (size_t)o->payload);
+		b->pad.len = (size_t)o->payload;
+		b->pad.p[b->pad.len] = '\0';
+	}
 	b->pub.fd = -1;
 	return true;
 }
@@ -1353,7 +1502,7 @@ static int final_report(struct bench *b)
 	printf("other_events %ld%s%s\n", b->other_events, b->other_events ? " first " : "",
 	       b->other_events ? b->first_other : "");
 	bool bad = b->opened < b->opt.n || b->ended_after_open > 0 || b->pub_failures > 0 ||
-		   b->missed_total > 0;
+		   b->missed_total > 0 || b->stalled_open < b->opt.stalled;
 	return bad ? 1 : 0;
 }
 
@@ -1365,11 +1514,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!parse_options(argc, argv, &b->opt))
 		return 2;
-	if (!raise_nofile(b->opt.n) || !setup(b))
+	if (!raise_nofile(b->opt.n + b->opt.stalled) || !setup(b))
 		return 2;
 	const struct options *o = &b->opt;
 	printf("target %s:%ld %s n %ld sources %ld batch %ld\n", o->host, o->port, o->path, o->n,
 	       o->sources, o->batch);
+	if (o->payload > 0)
+		printf("payload_bytes %ld\n", o->payload);
 	long rss_before = o->rss_pid ? rss_kb(o->rss_pid) : -1;
 	if (o->rss_pid && rss_before < 0)
 		fprintf(stderr, "sseload: cannot read /proc/%ld/status\n", o->rss_pid);
@@ -1396,9 +1547,14 @@ int main(int argc, char **argv)
 		printf("rss_per_stream_bytes %.0f\n",
 		       (double)(rss_after - rss_before) * 1024.0 / (double)b->opened);
 
+	/* After the RSS samples, so that those are the N idle streams' alone. */
+	if (o->stalled > 0)
+		stalled_open_phase(b);
 	if (o->fanout > 0 && b->alive > 0) {
 		pump_for(b, o->settle_ms);
 		fanout_phase(b);
 	}
+	if (o->stalled > 0)
+		stalled_drain_phase(b);
 	return final_report(b);
 }

@@ -6,11 +6,12 @@ that fit the queue bound; publish and subscribe rates are token buckets
 answering 429 rate_limited with Retry-After, per session, tenant and user,
 with herald.limits overriding the config per tenant."""
 
+import signal
 import socket
 import subprocess
 import threading
 
-from harness import problem_type, publish, publish_ok, wait_audit, wait_for
+from harness import problem_type, publish, publish_ok, wait_audit, wait_for, write_config
 
 BIG = "x" * 60000  # an event of ~60 KB
 
@@ -270,3 +271,27 @@ def test_oversized_request_heads_are_refused_and_closed(ctx):
         answer = raw_exchange(node, request)
         assert answer.startswith(b"HTTP/1.1 " + status), (label, answer[:80])
     assert node.get("/healthz").status == 200, "the node is unaffected"
+
+
+def test_sighup_reloads_limits_and_keeps_them_on_a_bad_file(ctx):
+    node = ctx.node(config={"publish_per_second": 1000})
+    scope = ctx.scope()
+    assert [publish(node, scope.token(), "chat:h", "msg", {}).status for _ in range(3)] == [201] * 3
+
+    def reload(config):
+        node.config = config
+        write_config(node.config_file, config)
+        offset = node.log_size()
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: "reload" in node.log_text(offset), 10, what="the reload logged")
+        return node.log_text(offset)
+
+    assert "configuration reloaded" in reload({"log_level": "debug", "publish_per_second": 2})
+    token = scope.token()
+    got = [publish(node, token, "chat:h", "msg", {}).status for _ in range(3)]
+    assert got == [201, 201, 429], f"publish_per_second = 2 after SIGHUP: {got}"
+    assert "reload failed" in reload({"log_level": "debug", "publish_per_second": "lots"})
+    token = scope.token()
+    got = [publish(node, token, "chat:h", "msg", {}).status for _ in range(3)]
+    assert got == [201, 201, 429], f"a bad file changes nothing: {got}"
+    assert node.alive

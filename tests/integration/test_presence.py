@@ -121,8 +121,8 @@ def test_dead_node_is_removed_by_the_survivors(ctx):
     watcher, _ = ctx.subscribe(n1, ["chat:room-1"], alice)
     ctx.subscribe(n2, ["chat:room-1"], bob)
     wait_members(n1, alice, "chat:room-1", {"alice": 1, "bob": 1})
-    next_presence(watcher)  # alice
-    assert next_presence(watcher)["user_id"] == "bob"
+    # The two nodes write their members independently: either join first.
+    assert {next_presence(watcher)["user_id"] for _ in range(2)} == {"alice", "bob"}
     n2.kill9()
     leave = next_presence(watcher, timeout=10)
     assert leave == {"action": "leave", "channel": "chat:room-1", "user_id": "bob",
