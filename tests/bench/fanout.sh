@@ -136,12 +136,19 @@ t1=$(date +%s.%N)
 val() { awk -v k="$1" '$1 == k { v = $2 } END { print (v == "" ? "-" : v) }' "$out"; }
 mib() { awk -v kb="$1" 'BEGIN { if (kb == "-" || kb == "") print "-"; else printf "%.1f", kb / 1024 }'; }
 warn_lines=$(wc -l <"$log")
+payload_line="unpadded (about 60 bytes per POST body)"
+[ -z "$PAYLOAD" ] || payload_line="$PAYLOAD bytes per POST body (padded)"
+if [ "$STALLED" = 0 ]; then
+	stalled_line="none (herald closed $overflow_closed streams for overflow)"
+else
+	stalled_line="open $(val stalled_open) of $STALLED; herald closed $overflow_closed for overflow (herald_streams_closed_total); read after the rounds: herald.overflow on $(val stalled_overflow), $(val stalled_bench_events) bench events read, $(val stalled_bytes_read) bytes; then ended cleanly $(val stalled_ended_ended), reset or other I/O error $(val stalled_ended_io), still open $(val stalled_still_open)"
+fi
 
 cat <<EOF
 
 herald fan-out benchmark — one node, $(nproc) CPUs shared by client and server
   streams requested         $N (+ stalled $STALLED: read herald.open, then nothing until the rounds end)
-  event payload             ${PAYLOAD:-unpadded} bytes per POST body
+  event payload             $payload_line
   streams open              $(val open_streams) (failed $(val open_failed))
   open time / rate          $(val open_seconds) s, $(val open_rate) streams/s (per stream p50 $(val open_latency_p50_ms) ms, p99 $(val open_latency_p99_ms) ms)
   presence writes           $presence_writes statements (BENCH_SQL can turn presence on for bench:*)
@@ -156,7 +163,7 @@ herald fan-out benchmark — one node, $(nproc) CPUs shared by client and server
   publish 201 round trip    median $(val publish_median_ms) ms
   CPU per round             server $(val server_cpu_ms_per_round) ms, client $(val client_cpu_ms_per_round) ms
   events missed             $(val fanout_missed_total) (publish failures $(val publish_failures))
-  stalled streams           open $(val stalled_open) of $STALLED; herald closed $overflow_closed for overflow (herald_streams_closed_total); read afterwards: herald.overflow on $(val stalled_overflow), $(val stalled_bench_events) bench events, $(val stalled_bytes_read) bytes
+  stalled streams           $stalled_line
   stream errors             connect $(val errors_connect), io $(val errors_io), status $(val errors_status), parse $(val errors_parse), ended by server $(val streams_ended)
   herald alive after load   $herald_alive
   herald SIGTERM            exit $herald_rc after $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s

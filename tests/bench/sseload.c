@@ -54,6 +54,7 @@
 #define FD_RESERVE 32               /* descriptors kept for epoll, stdio, publish */
 #define STALLED_RCVBUF 4096         /* SO_RCVBUF of a stalled stream (the kernel doubles it) */
 #define DRAIN_TIMEOUT_NS (10 * NS_PER_S)
+#define DRAIN_QUIET_NS (2 * NS_PER_S) /* no stalled stream had data this long: done */
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -322,8 +323,10 @@ struct bench {
 	long start_limit;      /* streams start_more may start: n, then n + stalled */
 	/* --stalled streams, counted apart from the others */
 	long stalled_open, stalled_failed, stalled_ended, stalled_parked;
+	long stalled_ends[F_COUNT]; /* why the open ones ended */
 	long stalled_overflow, stalled_events;
 	uint64_t stalled_bytes;
+	int64_t stalled_read_ns; /* monotonic, last read of a stalled stream */
 	bool stalled_reported;
 	struct bytes pad;      /* --payload padding, 'x' bytes */
 	char rbuf[65536];
@@ -354,6 +357,9 @@ static bool conn_fail(struct bench *b, struct conn *c, enum failure why, const c
 			b->stalled_reported = true;
 			fprintf(stderr, "sseload: first stalled stream failure (stream %ld, %s): %s\n",
 				(long)(c - b->conns), failure_name[why], detail);
+		} else if (c->open && why != F_ENDED && b->stalled_ends[why] == 0) {
+			fprintf(stderr, "sseload: first stalled stream end of kind %s (stream %ld): %s\n",
+				failure_name[why], (long)(c - b->conns), detail);
 		}
 	} else {
 		failure_report(b, c, why, detail);
@@ -365,6 +371,7 @@ static bool conn_fail(struct bench *b, struct conn *c, enum failure why, const c
 	if (c->stalled) {
 		if (c->open) {
 			b->stalled_ended++;
+			b->stalled_ends[why]++;
 		} else {
 			b->stalled_failed++;
 			b->inflight--;
@@ -831,8 +838,10 @@ static void conn_readable(struct bench *b, struct conn *c)
 		return;
 	}
 	b->now_real = real_ns();
-	if (c->stalled)
+	if (c->stalled) {
 		b->stalled_bytes += (uint64_t)r;
+		b->stalled_read_ns = mono_ns();
+	}
 	if (c->state == CS_HEAD)
 		head_feed(b, c, b->rbuf, (size_t)r);
 	else
@@ -1189,9 +1198,10 @@ static void stalled_open_phase(struct bench *b)
 }
 
 /*
- * After the rounds: reads the stalled streams again, to the end or for at
- * most 10 s, counting what herald had queued for them and whether it ended
- * them with herald.overflow. Nothing here is timed.
+ * After the rounds: reads the stalled streams again, until all have ended,
+ * none has had data for 2 s or 10 s have passed, counting what herald had
+ * written for them and whether it ended them with herald.overflow. Nothing
+ * here is timed.
  */
 static void stalled_drain_phase(struct bench *b)
 {
@@ -1207,13 +1217,20 @@ static void stalled_drain_phase(struct bench *b)
 	long ended0 = b->stalled_ended;
 	int64_t t0 = mono_ns();
 	int64_t deadline = t0 + DRAIN_TIMEOUT_NS;
-	while (b->stalled_ended - ended0 < waiting && mono_ns() < deadline)
+	b->stalled_read_ns = t0;
+	while (b->stalled_ended - ended0 < waiting && mono_ns() < deadline &&
+	       mono_ns() - b->stalled_read_ns < DRAIN_QUIET_NS)
 		pump(b, wait_ms(deadline));
 	printf("stalled_drain_seconds %.3f\n", (double)(mono_ns() - t0) / 1e9);
 	printf("stalled_bytes_read %" PRIu64 "\n", b->stalled_bytes);
 	printf("stalled_bench_events %ld\n", b->stalled_events);
 	printf("stalled_overflow %ld\n", b->stalled_overflow);
 	printf("stalled_ended %ld\n", b->stalled_ended);
+	/* "ended": the response ended cleanly (after herald.overflow, say);
+	 * "io": e.g. reset by the peer, whose TCP_USER_TIMEOUT can abort a
+	 * connection whose receive window stayed at zero. */
+	for (int f = 0; f < F_COUNT; f++)
+		printf("stalled_ended_%s %ld\n", failure_name[f], b->stalled_ends[f]);
 	printf("stalled_still_open %ld\n", b->stalled_open - b->stalled_ended);
 }
 
