@@ -40,6 +40,7 @@
 #include "session.h"
 #include "subscribe.h"
 #include "target.h"
+#include "tls.h"
 #include "ticket.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
@@ -825,7 +826,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_msg(LOG_DEBUG, "http", "detail", line, NULL);
 }
 
-bool http_start(const struct herald_config *config)
+bool http_start(const struct herald_config *config, const struct tls_material *tls)
 {
 	char *host;
 	unsigned port;
@@ -860,6 +861,15 @@ bool http_start(const struct herald_config *config)
 	}
 	free(host);
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	struct MHD_OptionItem no_opts[] = {{.option = MHD_OPTION_END}};
+	struct MHD_OptionItem tls_opts[] = {
+		{.option = MHD_OPTION_HTTPS_MEM_CERT, .ptr_value = tls->cert},
+		{.option = MHD_OPTION_HTTPS_MEM_KEY, .ptr_value = tls->key},
+		{.option = MHD_OPTION_HTTPS_PRIORITIES, .ptr_value = (void *)TLS_PRIORITIES},
+		{.option = MHD_OPTION_END},
+	};
+	if (tls->cert)
+		flags |= MHD_USE_TLS;
 	daemon_handle = MHD_start_daemon(
 		flags, (uint16_t)port, NULL, NULL, access_handler, NULL,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -873,6 +883,7 @@ bool http_start(const struct herald_config *config)
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+		MHD_OPTION_ARRAY, tls->cert ? tls_opts : no_opts,
 		MHD_OPTION_END);
 	if (!daemon_handle) {
 		log_msg(LOG_ERROR, "cannot listen", "listen", cfg->listen, NULL);

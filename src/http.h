@@ -9,7 +9,9 @@
 #include "compiler.h"
 #include "config.h"
 
-bool http_start(const struct herald_config *cfg) HERALD_MUSTCHECK;
+struct tls_material;
+/* tls: HTTPS material, or cert NULL for plain HTTP. */
+bool http_start(const struct herald_config *cfg, const struct tls_material *tls) HERALD_MUSTCHECK;
 /* Stops accepting new connections; requests on open ones get 503 draining. */
 void http_quiesce(void);
 /* Requests waiting on a database worker. */

@@ -30,6 +30,7 @@
 #include "presence.h"
 #include "registry.h"
 #include "rules.h"
+#include "tls.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xmalloc.h"
@@ -138,11 +139,6 @@ static bool load_config(int argc, char **argv, struct herald_config *cfg, bool *
 			return false;
 		}
 	}
-	if (cfg->tls_cert || cfg->tls_key) {
-		/* XXX HTTPS arrives with the browser issue (GnuTLS through MHD). */
-		fprintf(stderr, "herald: tls_cert/tls_key are not supported yet\n");
-		return false;
-	}
 	finish_config(cfg);
 	return true;
 }
@@ -220,6 +216,14 @@ int main(int argc, char **argv)
 	if (!load_config(argc, argv, &cfg, &migrate))
 		return 2;
 	log_init(cfg.log_level, cfg.log_format, cfg.node_id);
+	struct tls_material tls = {0};
+	char tls_err[256];
+	if ((cfg.tls_cert || cfg.tls_key) && !migrate &&
+	    !tls_load(cfg.tls_cert, cfg.tls_key, &tls, tls_err, sizeof(tls_err))) {
+		fprintf(stderr, "herald: %s\n", tls_err);
+		config_free(&cfg);
+		return 2;
+	}
 	struct herald_config *live = xmalloc(sizeof(*live));
 	*live = cfg;
 	config_set_live(live);
@@ -245,7 +249,7 @@ int main(int argc, char **argv)
 	presence_start(&cfg);
 	quota_start();
 	caps_start(&cfg);
-	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg)) {
+	if (!db_start(cfg.db, cfg.node_id, cfg.db_workers) || !hub_start(&cfg) || !http_start(&cfg, &tls)) {
 		log_msg(LOG_ERROR, "start failed", NULL);
 		return 1;
 	}
@@ -273,6 +277,7 @@ int main(int argc, char **argv)
 	registry_shutdown();
 	rules_shutdown();
 	log_msg(LOG_INFO, "herald stopped", NULL);
+	tls_free(&tls);
 	config_live_free();
 	config_free(&cfg);
 	return 0;

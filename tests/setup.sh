@@ -18,7 +18,7 @@ PACKAGES=(
 	build-essential autoconf automake pkg-config
 	libmicrohttpd-dev libgnutls28-dev libjson-c-dev libpq-dev
 	postgresql postgresql-contrib
-	python3 curl ca-certificates
+	python3 curl ca-certificates openssl
 	prometheus
 )
 

@@ -544,12 +544,25 @@ class _Body:
                     return out
 
 
+def connect(host, port, timeout, ssl_context=None):
+    """A connected socket; over TLS (verified by ssl_context) when given."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if ssl_context is not None:
+        try:
+            sock = ssl_context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
 def http_request(port, method, target, headers=None, body=None, json_body=None,
-                 host="127.0.0.1", timeout=10):
+                 host="127.0.0.1", timeout=10, ssl_context=None):
     """Sends one request with the target exactly as given (no encoding) and
     returns a Response. `headers` is a dict or a list of (name, value)
     pairs (a list may repeat a name). `json_body` is serialised and sent as
-    application/json unless a Content-Type is given."""
+    application/json unless a Content-Type is given. With ssl_context, over
+    HTTPS."""
     headers = _normalize_headers(headers)
     if json_body is not None:
         body = json.dumps(json_body).encode("utf-8")
@@ -560,7 +573,7 @@ def http_request(port, method, target, headers=None, body=None, json_body=None,
     if not any(k.lower() == "connection" for k, _ in headers):
         headers.append(("Connection", "close"))
     deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with connect(host, port, timeout, ssl_context) as sock:
         sock.sendall(_build_request(method, target, f"{host}:{port}", headers, body))
         wire = _Wire(sock)
         status, reason, rheaders = wire.read_head(deadline)
@@ -688,7 +701,8 @@ class SSEClient:
     past their timeout.
     """
 
-    def __init__(self, port, target, headers=None, host="127.0.0.1", timeout=10, label=""):
+    def __init__(self, port, target, headers=None, host="127.0.0.1", timeout=10, label="",
+                 ssl_context=None):
         self.label = label or f"{host}:{port}{target}"
         self.parser = SSEParser()
         self._last_id = ""
@@ -698,7 +712,7 @@ class SSEClient:
         if not any(k.lower() == "accept" for k, _ in headers):
             headers.append(("Accept", "text/event-stream"))
         deadline = time.monotonic() + timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = connect(host, port, timeout, ssl_context)
         try:
             self.sock.sendall(_build_request("GET", target, f"{host}:{port}", headers, None))
             self.wire = _Wire(self.sock)
@@ -908,7 +922,7 @@ class Herald:
     """
 
     def __init__(self, workdir, conninfo, node_id, config=None, demo=False,
-                 extra_args=(), binary=None):
+                 extra_args=(), binary=None, ssl_context=None):
         self.workdir = workdir
         self.conninfo = conninfo
         self.node_id = node_id
@@ -921,6 +935,7 @@ class Herald:
         self.config_file = os.path.join(workdir, f"{node_id}.conf")
         self.proc = None
         self.returncode = None
+        self.ssl_context = ssl_context  # the node serves HTTPS: clients verify with this
 
     def __repr__(self):
         return f"<Herald {self.node_id} :{self.port}>"
@@ -974,7 +989,8 @@ class Herald:
     def readyz(self, timeout=2):
         """Status of GET /readyz, or None when the node does not answer."""
         try:
-            return http_request(self.port, "GET", "/readyz", timeout=timeout).status
+            return http_request(self.port, "GET", "/readyz", timeout=timeout,
+                                ssl_context=self.ssl_context).status
         except (OSError, HarnessError):
             return None
 
@@ -1050,21 +1066,21 @@ class Herald:
     # -- client conveniences
 
     def http(self, method, target, **kw):
-        return http_request(self.port, method, target, **kw)
+        return http_request(self.port, method, target, ssl_context=self.ssl_context, **kw)
 
     def get(self, target, **kw):
-        return http_request(self.port, "GET", target, **kw)
+        return self.http("GET", target, **kw)
 
     def metrics(self, timeout=5):
         """GET /metrics parsed into a Metrics (HarnessError unless 200)."""
-        r = http_request(self.port, "GET", "/metrics", timeout=timeout)
+        r = self.get("/metrics", timeout=timeout)
         if r.status != 200:
             raise HarnessError(f"GET /metrics on {self.node_id}: {r!r}")
         return Metrics(r.text)
 
     def sse(self, target, headers=None, timeout=10):
         return SSEClient(self.port, target, headers=headers, timeout=timeout,
-                         label=f"{self.node_id}{target}")
+                         label=f"{self.node_id}{target}", ssl_context=self.ssl_context)
 
 
 # ---------------------------------------------------------------------------
