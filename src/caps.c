@@ -74,11 +74,6 @@ static void user_key(struct buf *k, const char *tenant, const char *user)
 	buf_append(k, user, strlen(user) + 1);
 }
 
-static int64_t pick(int64_t tenant_value, int64_t config_value)
-{
-	return tenant_value >= 0 ? tenant_value : config_value;
-}
-
 /* What is left of cap once others are counted: a limit for the local
  * count (-1: no cap; 0: none left). */
 static int64_t room(int64_t cap, int64_t others)
@@ -92,8 +87,8 @@ bool caps_reserve_user(const struct rules *rules, const char *tenant, const char
                        int64_t other_user, int64_t other_tenant, struct reply *r)
 {
 	struct tenant_limits tl = rules_limits(rules, tenant);
-	int64_t user_cap = pick(tl.max_connections_per_user, config_live()->max_connections_per_user);
-	int64_t tenant_cap = pick(tl.max_connections, config_live()->max_connections_per_tenant);
+	int64_t user_cap = limits_pick(tl.max_connections_per_user, config_live()->max_connections_per_user);
+	int64_t tenant_cap = limits_pick(tl.max_connections, config_live()->max_connections_per_tenant);
 	struct buf k = BUF_INIT;
 	user_key(&k, tenant, user);
 	bool ok = counts_reserve(&users, k.data, k.len, room(user_cap, other_user));

@@ -1,6 +1,6 @@
 /*
- * crypto.h — randomness, SHA-256 and constant-time comparison (the only
- * GnuTLS includer besides the TLS setup in http.c).
+ * crypto.h — randomness, SHA-256 and constant-time comparison (GnuTLS's
+ * other includer is tls.c, which checks the HTTPS material).
  */
 #ifndef HERALD_CRYPTO_H
 #define HERALD_CRYPTO_H

@@ -700,12 +700,15 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		return first_call(req, method);
 	case PHASE_BODY:
 		if (*upload_size) {
-			/* A ticket request's body means nothing and is dropped. */
 			struct publish_job *pj = &req->u.pub;
 			size_t n = *upload_size;
 			*upload_size = 0;
-			if (req->route != ROUTE_PUBLISH)
-				return MHD_YES;
+			if (req->route != ROUTE_PUBLISH) {
+				/* A ticket request's body is dropped, and cut off past
+				 * the same bound. */
+				req->dropped += n;
+				return req->dropped > DROP_MAX ? MHD_NO : MHD_YES;
+			}
 			if (!pj->body_too_large && (int64_t)(pj->body.len + n) <= config_live()->max_event_bytes) {
 				buf_append(&pj->body, upload_data, n);
 				return MHD_YES;

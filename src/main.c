@@ -152,6 +152,7 @@ static void reload(int argc, char **argv, const struct herald_config *start)
 	bool migrate = false;
 	optind = 0; /* getopt starts over */
 	if (!load_config(argc, argv, &fresh, &migrate)) {
+		config_free(&fresh);
 		log_msg(LOG_ERROR, "reload failed; the settings in force are kept", NULL);
 		return;
 	}

@@ -25,11 +25,6 @@ void quota_stop(void)
 	ratelimit_free(&users);
 }
 
-static int64_t pick(int64_t tenant_value, int64_t config_value)
-{
-	return tenant_value >= 0 ? tenant_value : config_value;
-}
-
 static bool refuse(struct reply *r, int64_t retry_ms, const char *what)
 {
 	char detail[96];
@@ -45,10 +40,10 @@ bool quota_publish(const struct rules *rules, int64_t session_id, const char *te
 	struct tenant_limits tl = rules_limits(rules, tenant);
 	int64_t now = time_mono_ms(), retry;
 	if (!ratelimit_take(&sessions, &session_id, sizeof(session_id),
-	                    pick(tl.publish_per_second, config_live()->publish_per_second), 1000, now, &retry))
+	                    limits_pick(tl.publish_per_second, config_live()->publish_per_second), 1000, now, &retry))
 		return refuse(r, retry, "publish_per_second reached for this session");
 	if (!ratelimit_take(&tenants, tenant, strlen(tenant),
-	                    pick(tl.tenant_publish_per_second, config_live()->tenant_publish_per_second), 1000,
+	                    limits_pick(tl.tenant_publish_per_second, config_live()->tenant_publish_per_second), 1000,
 	                    now, &retry))
 		return refuse(r, retry, "tenant_publish_per_second reached for this tenant");
 	return true;
@@ -63,7 +58,7 @@ bool quota_subscribe(const struct rules *rules, const char *tenant, const char *
 	buf_append_str(&key, user);
 	int64_t retry;
 	bool ok = ratelimit_take(&users, key.data, key.len,
-	                         pick(tl.subscribe_per_minute, config_live()->subscribe_per_minute), 60000,
+	                         limits_pick(tl.subscribe_per_minute, config_live()->subscribe_per_minute), 60000,
 	                         time_mono_ms(), &retry);
 	buf_free(&key);
 	return ok || refuse(r, retry, "subscribe_per_minute reached for this user");

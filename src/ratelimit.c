@@ -1,8 +1,9 @@
 /*
  * ratelimit.c — token buckets by key (see ratelimit.h).
  *
- * Tokens are kept in thousandths so that a rate of 120 per minute
- * refills exactly, without floating point drift.
+ * A bucket counts in units such that a token is period_ms units and a
+ * millisecond refills rate units: any rate per any period refills
+ * exactly, with nothing rounded away between calls.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,11 @@
 #include "ratelimit.h"
 #include "util/xmalloc.h"
 
-#define MILLI 1000
-
 struct bucket {
 	char *key;
 	size_t keylen;
-	int64_t milli_tokens; /* tokens × MILLI */
-	int64_t at_ms;        /* when milli_tokens was last brought up to date */
+	int64_t units;  /* tokens × period_ms */
+	int64_t at_ms;  /* when units was last brought up to date */
 	int64_t rate, period_ms;
 };
 
@@ -44,13 +43,13 @@ void ratelimit_free(struct ratelimit *rl)
 
 static void refill(struct bucket *b, int64_t now_ms)
 {
-	int64_t full = b->rate * MILLI;
+	int64_t full = b->rate * b->period_ms;
 	if (now_ms > b->at_ms) {
-		/* rate tokens per period; a whole period refills any bucket, so
-		 * longer idle times need not be multiplied (nor overflow). */
+		/* A whole period refills any bucket, so longer idle times need
+		 * not be multiplied (nor overflow). */
 		int64_t elapsed = now_ms - b->at_ms < b->period_ms ? now_ms - b->at_ms : b->period_ms;
-		int64_t gained = elapsed * b->rate * MILLI / b->period_ms;
-		b->milli_tokens = gained >= full - b->milli_tokens ? full : b->milli_tokens + gained;
+		int64_t gained = elapsed * b->rate;
+		b->units = gained >= full - b->units ? full : b->units + gained;
 		b->at_ms = now_ms;
 	}
 }
@@ -62,7 +61,7 @@ static void sweep(struct ratelimit *rl, int64_t now_ms)
 	for (size_t i = 0; map_next(&rl->buckets, &i, &v);) {
 		struct bucket *b = v;
 		refill(b, now_ms);
-		if (b->milli_tokens == b->rate * MILLI) {
+		if (b->units == b->rate * b->period_ms) {
 			map_del(&rl->buckets, b->key, b->keylen);
 			bucket_free(b);
 		}
@@ -85,8 +84,10 @@ bool ratelimit_take(struct ratelimit *rl, const void *key, size_t n, int64_t rat
 		b->key = xmalloc(n ? n : 1);
 		memcpy(b->key, key, n);
 		b->keylen = n;
-		b->milli_tokens = rate * MILLI;
+		b->units = rate * period_ms;
 		b->at_ms = now_ms;
+		b->rate = rate;
+		b->period_ms = period_ms;
 		map_put(&rl->buckets, b->key, n, b);
 	}
 	if (b->rate != rate || b->period_ms != period_ms) {
@@ -94,18 +95,15 @@ bool ratelimit_take(struct ratelimit *rl, const void *key, size_t n, int64_t rat
 		 * tokens, capped at the new burst. */
 		b->rate = rate;
 		b->period_ms = period_ms;
-		if (b->milli_tokens > rate * MILLI)
-			b->milli_tokens = rate * MILLI;
+		if (b->units > rate * period_ms)
+			b->units = rate * period_ms;
 	}
 	refill(b, now_ms);
-	bool ok = b->milli_tokens >= MILLI;
-	if (ok) {
-		b->milli_tokens -= MILLI;
-	} else {
-		int64_t missing = MILLI - b->milli_tokens;
-		int64_t per_ms = rate * MILLI; /* milli-tokens gained per period */
-		*retry_ms = (missing * period_ms + per_ms - 1) / per_ms;
-	}
+	bool ok = b->units >= period_ms;
+	if (ok)
+		b->units -= period_ms;
+	else
+		*retry_ms = (period_ms - b->units + rate - 1) / rate;
 	pthread_mutex_unlock(&rl->lock);
 	return ok;
 }

@@ -13,6 +13,8 @@
 #include "util/xmalloc.h"
 
 #define REPLAY_PAGE 1000
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 enum replay_plan_result replay_plan(const char *cursor, const char *epoch, const char *digest,
                                     const int64_t *heads, const int64_t *trimmed,
@@ -74,7 +76,7 @@ struct replay_job {
 static const char page_sql[] =
 	"SELECT " REPLAY_EVENT_COLUMNS " FROM herald.events e"
 	" WHERE e.tenant_id = $1 AND e.org_id = $2 AND e.channel = $3 AND e.seq > $4"
-	" ORDER BY e.seq LIMIT 1000";
+	" ORDER BY e.seq LIMIT " XSTR(REPLAY_PAGE);
 
 static void push_item(struct stream_item **items, size_t *n, size_t *cap,
                       struct message *m, size_t ch)

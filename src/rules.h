@@ -52,6 +52,11 @@ struct tenant_limits {
 		subscribe_per_minute, tenant_publish_per_second;
 };
 struct tenant_limits rules_limits(const struct rules *r, const char *tenant);
+/* A tenant_limits value when the row sets it, else the config's. */
+static inline int64_t limits_pick(int64_t tenant_value, int64_t config_value)
+{
+	return tenant_value >= 0 ? tenant_value : config_value;
+}
 /* Does some tenant's row set a connection cap (max_connections > 0)? */
 bool rules_any_tenant_cap(const struct rules *r);
 

@@ -143,19 +143,6 @@ static enum stream_deliver_result wake_locked(struct stream *s)
 	return STREAM_DELIVER_WAKE;
 }
 
-enum stream_deliver_result stream_push(struct stream *s, struct message *m)
-{
-	enum stream_deliver_result r = STREAM_DELIVER_NONE;
-	pthread_mutex_lock(&s->lock);
-	if (s->state != STREAM_CLOSED) {
-		queue_push(&s->queue, message_ref(m), 0);
-		s->queued_bytes += m->len;
-		r = wake_locked(s);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
 /* Lock held. The client cannot keep up: everything not yet written is
  * dropped and herald.overflow ends the stream. Its id is the cursor of
  * what was written, so a resume gets exactly the rest (SPEC §3). */
@@ -174,16 +161,35 @@ static enum stream_deliver_result overflow_locked(struct stream *s)
 	return wake_locked(s);
 }
 
+/* The live backlog: while a catch-up runs, the queue holds paced log
+ * steps (up to the limit by design) and only the held live events count. */
 static bool over_limit_locked(const struct stream *s)
 {
 	return s->queue_limit &&
-	       (s->queued_bytes > s->queue_limit || s->held_bytes > s->queue_limit);
+	       ((s->state == STREAM_LIVE && s->queued_bytes > s->queue_limit) ||
+	        s->held_bytes > s->queue_limit);
 }
 
 static void hold_locked(struct stream *s, unsigned ch, struct message *m)
 {
 	queue_push(&s->held, message_ref(m), ch);
 	s->held_bytes += m->len;
+}
+
+enum stream_deliver_result stream_push(struct stream *s, struct message *m)
+{
+	enum stream_deliver_result r = STREAM_DELIVER_NONE;
+	pthread_mutex_lock(&s->lock);
+	if (s->state != STREAM_CLOSED) {
+		queue_push(&s->queue, message_ref(m), 0);
+		s->queued_bytes += m->len;
+		r = wake_locked(s);
+		/* Heartbeats and presence events fill a stalled client too. */
+		if (over_limit_locked(s) && overflow_locked(s) == STREAM_DELIVER_WAKE)
+			r = STREAM_DELIVER_WAKE;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 /* Queues an event if it is the next one on its channel. */

@@ -13,7 +13,7 @@
  * too slowly) end the stream with herald.overflow, carrying the cursor of
  * what was written, so resuming loses nothing; a catch-up is read from
  * the log in steps of half the limit, the next when the queue has
- * drained.
+ * drained below half.
  *
  * Owns its queue and the messages' references in it. Does not own the
  * HTTP connection (it only asks the stream_io to suspend or resume it) and

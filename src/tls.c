@@ -79,8 +79,8 @@ bool tls_load(const char *cert_file, const char *key_file, struct tls_material *
 
 void tls_free(struct tls_material *m)
 {
-	if (m->key) /* a private key does not linger in freed memory */
-		memset(m->key, 0, strlen(m->key));
+	if (m->key) /* our copy of the private key does not linger in freed memory */
+		explicit_bzero(m->key, strlen(m->key));
 	free(m->cert);
 	free(m->key);
 	memset(m, 0, sizeof(*m));

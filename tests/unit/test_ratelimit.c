@@ -48,6 +48,14 @@ int main(void)
 
 	ok(take(&rl, "z", 0, 1000, 0, &retry), "rate 0 means no limit");
 
+	for (int i = 0; i < 30; i++)
+		(void)take(&rl, "slow", 30, 60000, 0, &retry);
+	int first = -1;
+	for (int t = 1; t <= 2000 && first < 0; t++)
+		if (take(&rl, "slow", 30, 60000, t, &retry))
+			first = t;
+	is_int(first, 2000, "30 per minute asked every millisecond: a token after exactly 2 s");
+
 	for (int i = 0; i < 10; i++)
 		(void)take(&rl, "c", 10, 1000, 5000, &retry);
 	ok(!take(&rl, "c", 2, 1000, 5000, &retry), "a lowered limit keeps the bucket's debt");
