@@ -74,11 +74,21 @@ BEGIN
 	END IF;
 END $$;
 
--- Sets node's connection count of each member (0: none left). The node
--- must be registered (herald.nodes): its row is share-locked, so a
--- survivor removing the node waits for this to commit and then removes
--- these rows too, and a node taken for dead cannot write rows nobody
--- will remove. The nodes pass members sorted by (tenant, org, channel,
+-- Share-locks node's row for a write of its counts, or raises when the
+-- node is not registered. A survivor removing the node (FOR UPDATE) waits
+-- for the write and then removes its rows too, so a node taken for dead
+-- cannot leave rows nobody will remove.
+CREATE OR REPLACE FUNCTION herald.node_hold(node text)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR KEY SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'herald: node % is not registered', node USING ERRCODE = 'no_data_found';
+	END IF;
+END $$;
+
+-- Sets node's connection count of each member (0: none left), only
+-- while the node is registered (node_hold). The nodes pass members sorted by (tenant, org, channel,
 -- user) in byte order, as the removal below takes them, so two
 -- transactions never wait on each other's members in a cycle.
 CREATE OR REPLACE FUNCTION herald.presence_set(node text, tenants text[], orgs text[],
@@ -87,11 +97,7 @@ RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
 	own int;
 BEGIN
-	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR KEY SHARE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'herald.presence_set: node % is not registered', node
-			USING ERRCODE = 'no_data_found';
-	END IF;
+	PERFORM herald.node_hold(node);
 	FOR i IN 1 .. coalesce(cardinality(users), 0) LOOP
 		SELECT p.connections INTO own FROM herald.presence p
 		WHERE p.tenant_id = tenants[i] AND p.org_id = orgs[i] AND p.channel = channels[i]
@@ -131,11 +137,7 @@ CREATE OR REPLACE FUNCTION herald.node_streams_set(node text, tenants text[], us
                                                    counts int[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-	PERFORM 1 FROM herald.nodes n WHERE n.node_id = node FOR KEY SHARE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'herald.node_streams_set: node % is not registered', node
-			USING ERRCODE = 'no_data_found';
-	END IF;
+	PERFORM herald.node_hold(node);
 	DELETE FROM herald.node_streams s
 	USING unnest(tenants, users, counts) AS c(t, u, n)
 	WHERE s.node_id = node AND s.tenant_id = c.t AND s.user_id = c.u AND c.n <= 0;

@@ -24,6 +24,7 @@
 
 #include "jsoncheck.h"
 #include "schema.h"
+#include "util/hex.h"
 #include "util/buf.h"
 #include "util/map.h"
 #include "util/utf8.h"
@@ -732,17 +733,6 @@ static uint32_t next_code_point(struct translator *t)
 		cp = cp << 6 | (t->p[i] & 0x3fu);
 	t->p += k;
 	return cp;
-}
-
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* n hex digits at t->p, or -1 (nothing consumed). */

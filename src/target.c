@@ -11,18 +11,8 @@
 #include <string.h>
 
 #include "target.h"
+#include "util/hex.h"
 #include "util/xmalloc.h"
-
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* DEL counts as a control byte too: nothing herald routes on contains
  * one, and it has no business in a log line. */
